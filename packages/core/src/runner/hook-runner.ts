@@ -1,0 +1,130 @@
+import { HookTimeoutError } from '../errors/hook-timeout-error.js';
+import { PluginError } from '../errors/plugin-error.js';
+import { TcwError } from '../errors/tcw-error.js';
+import type { Logger } from '../logger.js';
+import type { PluginV1 } from '../plugin/v1/plugin.js';
+import type { TaskHookContext, TaskHookName, TaskPluginV1 } from '../plugin/v1/task-plugin.js';
+import type { WorkerEvents } from '../worker/worker-events.js';
+
+export interface HookRunnerOptions {
+  /** A hook that has not settled after this long fails with `HookTimeoutError` (fatal). */
+  timeoutMs: number;
+  /** After this long a still-running hook logs "waiting for plugin X", then again every minute. */
+  warnAfterMs: number;
+  logger: Logger;
+  events: WorkerEvents;
+  taskId: string;
+}
+
+export interface PluginEntry {
+  plugin: PluginV1;
+  taskPlugin: TaskPluginV1 | undefined;
+  context: TaskHookContext;
+}
+
+/** Sorts plugins into their tiers (`pre`, normal, `post`), keeping configuration order within each tier. */
+export function orderPlugins<P extends { enforce?: 'pre' | 'post' | undefined }>(plugins: readonly P[]): P[] {
+  const tier = (p: P) => (p.enforce === 'pre' ? 0 : p.enforce === 'post' ? 2 : 1);
+  return plugins
+    .map((p, i) => ({ p, i }))
+    .sort((a, b) => tier(a.p) - tier(b.p) || a.i - b.i)
+    .map((x) => x.p);
+}
+
+/**
+ * Calls one hook of a plugin with its timeout, its "waiting for" warnings and the error attributed to the
+ * plugin (`PluginError`, or `HookTimeoutError`).
+ */
+export async function callHook<T>(
+  options: HookRunnerOptions,
+  plugin: string,
+  hook: string,
+  taskSignal: AbortSignal,
+  fn: (signal: AbortSignal) => Promise<T> | T,
+): Promise<T> {
+  const { logger, events, taskId } = options;
+  const hookAbort = new AbortController();
+  const signal = AbortSignal.any([taskSignal, hookAbort.signal]);
+  let warnTimer: NodeJS.Timeout | undefined;
+  let timeoutTimer: NodeJS.Timeout | undefined;
+  const started = Date.now();
+  const warn = () => {
+    logger.warn({ plugin, hook, taskId, waitingMs: Date.now() - started }, `waiting for plugin ${plugin} (${hook})`);
+    warnTimer = setTimeout(warn, 60_000);
+    warnTimer.unref();
+  };
+  warnTimer = setTimeout(warn, options.warnAfterMs);
+  warnTimer.unref();
+  events.emit('hook-start', { plugin, hook, taskId });
+  events.emit('progress', { what: `${plugin}.${hook} started` });
+  try {
+    const timeout = new Promise<never>((_, reject) => {
+      timeoutTimer = setTimeout(() => {
+        hookAbort.abort(new HookTimeoutError(plugin, hook, options.timeoutMs));
+        reject(new HookTimeoutError(plugin, hook, options.timeoutMs));
+      }, options.timeoutMs);
+      timeoutTimer.unref();
+    });
+    return await Promise.race([Promise.resolve().then(() => fn(signal)), timeout]);
+  } catch (error) {
+    if (TcwError.hasCode(error, HookTimeoutError.code)) throw error;
+    throw new PluginError(plugin, hook, error);
+  } finally {
+    clearTimeout(warnTimer);
+    clearTimeout(timeoutTimer);
+    events.emit('hook-end', { plugin, hook, taskId });
+    events.emit('progress', { what: `${plugin}.${hook} ended` });
+  }
+}
+
+type HookArgs = Record<string, unknown>;
+
+/**
+ * Runs a forward hook (`prepare` … `finished`) on every task plugin in order; the first error stops the stage
+ * and is thrown. Returns each plugin's return value.
+ */
+export async function runForward(
+  options: HookRunnerOptions,
+  entries: readonly PluginEntry[],
+  hook: Exclude<TaskHookName, 'exception' | 'dispose'>,
+  args: HookArgs,
+  taskSignal: AbortSignal,
+): Promise<unknown[]> {
+  const results: unknown[] = [];
+  for (const entry of entries) {
+    const fn = entry.taskPlugin?.[hook] as ((ctx: unknown) => unknown) | undefined;
+    if (!fn) continue;
+    results.push(
+      await callHook(options, entry.plugin.name, hook, taskSignal, (signal) =>
+        fn.call(entry.taskPlugin, { ...entry.context, ...args, signal }),
+      ),
+    );
+  }
+  return results;
+}
+
+/**
+ * Runs a teardown hook (`exception`, `dispose`) on every task plugin in reverse order. Errors do not stop the
+ * others; they are returned.
+ */
+export async function runTeardown(
+  options: HookRunnerOptions,
+  entries: readonly PluginEntry[],
+  hook: 'exception' | 'dispose',
+  args: HookArgs,
+  taskSignal: AbortSignal,
+): Promise<Error[]> {
+  const errors: Error[] = [];
+  for (const entry of [...entries].reverse()) {
+    const fn = entry.taskPlugin?.[hook] as ((ctx: unknown) => unknown) | undefined;
+    if (!fn) continue;
+    try {
+      await callHook(options, entry.plugin.name, hook, taskSignal, (signal) =>
+        fn.call(entry.taskPlugin, { ...entry.context, ...args, signal }),
+      );
+    } catch (error) {
+      errors.push(error as Error);
+    }
+  }
+  return errors;
+}

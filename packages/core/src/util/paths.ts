@@ -1,0 +1,83 @@
+import { lstat, readdir, realpath } from 'node:fs/promises';
+import { isAbsolute, join, relative, resolve, sep } from 'node:path';
+
+export type InsideResult =
+  | { ok: true; path: string }
+  | { ok: false; problem: 'escapes' | 'missing' | 'symlink-escapes'; message: string };
+
+function within(root: string, candidate: string): boolean {
+  const rel = relative(root, candidate);
+  return rel === '' || (!rel.startsWith(`..${sep}`) && rel !== '..' && !isAbsolute(rel));
+}
+
+/**
+ * Resolves `path` (relative to `root`, or absolute) and makes sure it stays inside `root`, following symlinks:
+ * `../x`, `/etc/passwd` and a symlink to outside are all refused. Use it for every artifact path a task names.
+ */
+export async function resolveInside(root: string, path: string): Promise<InsideResult> {
+  const realRoot = await realpath(root);
+  const lexical = resolve(realRoot, path);
+  if (!within(realRoot, lexical)) {
+    return { ok: false, problem: 'escapes', message: `path ${JSON.stringify(path)} leaves the task directory` };
+  }
+  let real: string;
+  try {
+    real = await realpath(lexical);
+  } catch {
+    return { ok: false, problem: 'missing', message: `path ${JSON.stringify(path)} does not exist` };
+  }
+  if (!within(realRoot, real)) {
+    return {
+      ok: false,
+      problem: 'symlink-escapes',
+      message: `path ${JSON.stringify(path)} is a symlink that leaves the task directory`,
+    };
+  }
+  return { ok: true, path: real };
+}
+
+export type WalkEntry =
+  | { kind: 'file'; relPath: string; path: string; size: number }
+  | { kind: 'refused'; relPath: string; message: string };
+
+/**
+ * Every regular file under `dir` (which must be inside `root`), depth first, in name order. Symlinks are followed
+ * only when they stay inside `root`; others are reported as `refused`. `relPath` uses `/` separators.
+ */
+export async function* walkFiles(root: string, dir: string): AsyncGenerator<WalkEntry> {
+  const realRoot = await realpath(root);
+  const seen = new Set<string>();
+  async function* walk(abs: string, rel: string): AsyncGenerator<WalkEntry> {
+    const entries = (await readdir(abs, { withFileTypes: true })).sort((a, b) => (a.name < b.name ? -1 : 1));
+    for (const entry of entries) {
+      const childAbs = join(abs, entry.name);
+      const childRel = rel ? `${rel}/${entry.name}` : entry.name;
+      let target = childAbs;
+      if (entry.isSymbolicLink()) {
+        let real: string;
+        try {
+          real = await realpath(childAbs);
+        } catch {
+          yield { kind: 'refused', relPath: childRel, message: `${childRel} is a dangling symlink` };
+          continue;
+        }
+        if (!within(realRoot, real)) {
+          yield { kind: 'refused', relPath: childRel, message: `${childRel} is a symlink that leaves the task directory` };
+          continue;
+        }
+        target = real;
+      }
+      const info = await lstat(target);
+      if (info.isDirectory()) {
+        if (seen.has(target)) continue;
+        seen.add(target);
+        yield* walk(target, childRel);
+      } else if (info.isFile()) {
+        yield { kind: 'file', relPath: childRel, path: target, size: info.size };
+      }
+    }
+  }
+  const start = await realpath(dir);
+  seen.add(start);
+  yield* walk(start, '');
+}
