@@ -1,8 +1,8 @@
 // @tcw/core — contracts (engine, plugin), payload schema composition, the task runner and the worker loop.
 
 export {
-  ArtifactUploader,
   type ArtifactCommon,
+  ArtifactUploader,
   type ArtifactUploaderOptions,
   type UploadedArtifact,
 } from './artifacts/artifact-uploader.js';
@@ -15,7 +15,12 @@ export type { ProxySpec, SandboxBuilderV1, VolumeSpec } from './engine/v1/sandbo
 export * from './errors/index.js';
 export { TaskLog, type TaskLogReader, type TaskLogWriter } from './log/task-log.js';
 export { type Logger, silentLogger } from './logger.js';
-export type { PayloadSchemaContext, PluginInitContext, PluginV1, WorkerLifecycle } from './plugin/v1/plugin.js';
+export type {
+  PayloadSchemaContext,
+  PluginInitContext,
+  PluginV1,
+  WorkerLifecycle,
+} from './plugin/v1/plugin.js';
 export {
   BACKING_LOG_NAME,
   type TaskControl,
@@ -39,7 +44,11 @@ export type {
   ReclaimResult,
   UploadMethodProposal,
 } from './queue/queue-port.js';
-export { createTaskclusterQueue, TaskclusterQueue, type TaskclusterQueueOptions } from './queue/taskcluster-queue.js';
+export {
+  createTaskclusterQueue,
+  TaskclusterQueue,
+  type TaskclusterQueueOptions,
+} from './queue/taskcluster-queue.js';
 export { type HookRunnerOptions, orderPlugins } from './runner/hook-runner.js';
 export { TaskRun, type TaskRunOptions, type TaskRunOutcome } from './runner/task-run.js';
 export { createAjv, type JSONSchema, pointerToPath, type SchemaIssue, toIssues } from './schema/ajv.js';

@@ -66,11 +66,7 @@ export function pidNamespaceSupported(): boolean {
 async function readChildren(pid: number): Promise<number[]> {
   try {
     const text = await readFile(`/proc/${pid}/task/${pid}/children`, 'utf8');
-    return text
-      .trim()
-      .split(/\s+/)
-      .filter(Boolean)
-      .map(Number);
+    return text.trim().split(/\s+/).filter(Boolean).map(Number);
   } catch {
     return [];
   }

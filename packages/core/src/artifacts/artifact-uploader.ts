@@ -219,7 +219,8 @@ export class ArtifactUploader {
           { ...upload, proposedUploadMethods: { putUrl: { contentType, contentLength: prepared.size } } },
           objectCreds,
         );
-        const pinned = res.uploadMethod.putUrl && headerValue(res.uploadMethod.putUrl.headers, 'content-encoding');
+        const pinned =
+          res.uploadMethod.putUrl && headerValue(res.uploadMethod.putUrl.headers, 'content-encoding');
         if (prepared.encoding === 'gzip' && pinned && pinned.toLowerCase() !== 'gzip') {
           // The service fixes the encoding (a real S3 backend says identity): send the bytes as they are.
           await this.#cleanup(prepared);
@@ -267,7 +268,10 @@ export class ArtifactUploader {
         const retriable = !(error instanceof PutError) || error.retriable;
         if (!retriable || attempt >= retries) throw error;
         const delay = backoff(attempt, 200, 10_000);
-        this.#logger.warn({ url: target.url, attempt, err: (error as Error).message }, 'artifact PUT failed, retrying');
+        this.#logger.warn(
+          { url: target.url, attempt, err: (error as Error).message },
+          'artifact PUT failed, retrying',
+        );
         await sleep(delay);
       }
     }

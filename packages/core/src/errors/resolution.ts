@@ -33,7 +33,11 @@ export interface ErrorOutcome {
 
 function unwrap(error: unknown): unknown {
   let current = error;
-  while (TcwError.isInstance(current) && current.code === PluginError.code && (current as PluginError).cause) {
+  while (
+    TcwError.isInstance(current) &&
+    current.code === PluginError.code &&
+    (current as PluginError).cause
+  ) {
     current = (current as PluginError).cause;
   }
   return current;

@@ -87,7 +87,10 @@ export class TaskLog implements TaskLogWriter, TaskLogReader {
     if (this.#secrets.length > 0) {
       buf = Buffer.from(this.#mask(typeof data === 'string' ? data : Buffer.from(data).toString('utf8')));
     } else {
-      buf = typeof data === 'string' ? Buffer.from(data) : Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+      buf =
+        typeof data === 'string'
+          ? Buffer.from(data)
+          : Buffer.from(data.buffer, data.byteOffset, data.byteLength);
     }
     if (buf.length === 0) return;
     let offset = 0;

@@ -35,7 +35,10 @@ export interface CreateUploadResponse {
   projectId: string;
   uploadId: string;
   expires: string;
-  uploadMethod: { dataInline?: true; putUrl?: { url: string; expires: string; headers: Record<string, string> } };
+  uploadMethod: {
+    dataInline?: true;
+    putUrl?: { url: string; expires: string; headers: Record<string, string> };
+  };
 }
 
 /**

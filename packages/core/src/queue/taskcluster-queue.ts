@@ -36,7 +36,8 @@ function rethrow(error: unknown, what: string): never {
 function toCredentials(raw: { clientId: string; accessToken: string; certificate?: unknown }): Credentials {
   const creds: Credentials = { clientId: raw.clientId, accessToken: raw.accessToken };
   if (raw.certificate !== undefined && raw.certificate !== null && raw.certificate !== '') {
-    creds.certificate = typeof raw.certificate === 'string' ? raw.certificate : JSON.stringify(raw.certificate);
+    creds.certificate =
+      typeof raw.certificate === 'string' ? raw.certificate : JSON.stringify(raw.certificate);
   }
   return creds;
 }
@@ -110,7 +111,12 @@ export class TaskclusterQueue implements QueuePort {
     }
   }
 
-  async reportException(taskId: string, runId: number, reason: string, credentials: Credentials): Promise<void> {
+  async reportException(
+    taskId: string,
+    runId: number,
+    reason: string,
+    credentials: Credentials,
+  ): Promise<void> {
     try {
       await this.#client('Queue', credentials).reportException(taskId, String(runId), { reason });
     } catch (error) {
@@ -131,7 +137,12 @@ export class TaskclusterQueue implements QueuePort {
     credentials: Credentials,
   ): Promise<{ storageType: string } | ObjectArtifactResponse> {
     try {
-      const res = await this.#client('Queue', credentials).createArtifact(taskId, String(runId), name, request);
+      const res = await this.#client('Queue', credentials).createArtifact(
+        taskId,
+        String(runId),
+        name,
+        request,
+      );
       if (res.storageType === 'object') {
         return { ...res, credentials: toCredentials(res.credentials) } as ObjectArtifactResponse;
       }
@@ -157,7 +168,12 @@ export class TaskclusterQueue implements QueuePort {
 
   async createUpload(
     name: string,
-    request: { projectId: string; uploadId: string; expires: string; proposedUploadMethods: UploadMethodProposal },
+    request: {
+      projectId: string;
+      uploadId: string;
+      expires: string;
+      proposedUploadMethods: UploadMethodProposal;
+    },
     credentials: Credentials,
   ): Promise<CreateUploadResponse> {
     return (await this.#client('Object', credentials).createUpload(name, request)) as CreateUploadResponse;

@@ -49,7 +49,10 @@ export async function callHook<T>(
   let timeoutTimer: NodeJS.Timeout | undefined;
   const started = Date.now();
   const warn = () => {
-    logger.warn({ plugin, hook, taskId, waitingMs: Date.now() - started }, `waiting for plugin ${plugin} (${hook})`);
+    logger.warn(
+      { plugin, hook, taskId, waitingMs: Date.now() - started },
+      `waiting for plugin ${plugin} (${hook})`,
+    );
     warnTimer = setTimeout(warn, 60_000);
     warnTimer.unref();
   };

@@ -5,9 +5,8 @@ import type { EngineV1 } from '../engine/v1/engine.js';
 import type { ResultSetV1 } from '../engine/v1/result-set.js';
 import type { SandboxV1 } from '../engine/v1/sandbox.js';
 import type { SandboxBuilderV1 } from '../engine/v1/sandbox-builder.js';
-import { errorOutcome } from '../errors/resolution.js';
 import type { AbortReason, ExceptionReason, Resolution } from '../errors/resolution.js';
-import { describeResolution } from '../errors/resolution.js';
+import { describeResolution, errorOutcome } from '../errors/resolution.js';
 import { RunGoneError } from '../errors/run-gone-error.js';
 import { TcwError } from '../errors/tcw-error.js';
 import { TaskLog } from '../log/task-log.js';
@@ -21,7 +20,13 @@ import type { Limiter } from '../util/limiter.js';
 import { backoff, sleep } from '../util/sleep.js';
 import { CORE_VERSION } from '../version.js';
 import type { WorkerEvents } from '../worker/worker-events.js';
-import { callHook, type HookRunnerOptions, type PluginEntry, runForward, runTeardown } from './hook-runner.js';
+import {
+  callHook,
+  type HookRunnerOptions,
+  type PluginEntry,
+  runForward,
+  runTeardown,
+} from './hook-runner.js';
 
 export interface TaskRunOptions {
   claim: Claim;
@@ -100,7 +105,7 @@ export class TaskRun {
     this.runId = options.claim.runId;
     this.#credentials = options.claim.credentials;
     this.#takenUntil = options.claim.takenUntil;
-    this.#claimDurationMs = Math.max(1000, options.claim.takenUntil.getTime() - Date.now());
+    this.#claimDurationMs = Math.max(100, options.claim.takenUntil.getTime() - Date.now());
     this.#logger = options.logger.child({ taskId: this.taskId, runId: this.runId });
   }
 
@@ -158,7 +163,13 @@ export class TaskRun {
       logger: this.#logger,
       ...(o.uploadLimit ? { limit: o.uploadLimit } : {}),
     });
-    const info: TaskInfo = { taskId: this.taskId, runId: this.runId, task: claim.task, worker: o.worker, rootUrl: o.queue.rootUrl };
+    const info: TaskInfo = {
+      taskId: this.taskId,
+      runId: this.runId,
+      task: claim.task,
+      worker: o.worker,
+      rootUrl: o.queue.rootUrl,
+    };
     const hookOptions: HookRunnerOptions = {
       timeoutMs: o.hookTimeoutMs ?? 30 * 60_000,
       warnAfterMs: o.hookWarnAfterMs ?? 5000,
@@ -197,7 +208,11 @@ export class TaskRun {
       if (log.closed) return logUploaded;
       await log.close();
       try {
-        await uploader.uploadFile({ name: BACKING_LOG_NAME, path: log.path, contentType: 'text/plain; charset=utf-8' });
+        await uploader.uploadFile({
+          name: BACKING_LOG_NAME,
+          path: log.path,
+          contentType: 'text/plain; charset=utf-8',
+        });
         logUploaded = true;
       } catch (error) {
         if (!RunGoneError.isRunGone(error)) {
@@ -217,7 +232,9 @@ export class TaskRun {
         const entry: PluginEntry = { plugin, taskPlugin: undefined, context };
         const make = plugin.taskPlugin;
         entry.taskPlugin = make
-          ? await callHook(hookOptions, plugin.name, 'taskPlugin', this.#abort.signal, () => make.call(plugin, context))
+          ? await callHook(hookOptions, plugin.name, 'taskPlugin', this.#abort.signal, () =>
+              make.call(plugin, context),
+            )
           : undefined;
         entries.push(entry);
       }
@@ -244,10 +261,18 @@ export class TaskRun {
       const verdicts = await runForward(hookOptions, entries, 'stopped', { result }, this.#abort.signal);
       if (result.error) throw result.error;
       const success = result.success && this.#failure === undefined && verdicts.every((v) => v !== false);
-      log.info(`=== Task Finished === ${success ? 'success' : 'failure'} after ${((Date.now() - started) / 1000).toFixed(3)} s` +
-        (result.exitCode !== null ? ` (exit code ${result.exitCode})` : ''));
+      log.info(
+        `=== Task Finished === ${success ? 'success' : 'failure'} after ${((Date.now() - started) / 1000).toFixed(3)} s` +
+          (result.exitCode !== null ? ` (exit code ${result.exitCode})` : ''),
+      );
       const uploaded = await closeAndUpload();
-      await runForward(hookOptions, entries, 'finished', { success, backingLogUploaded: uploaded }, this.#abort.signal);
+      await runForward(
+        hookOptions,
+        entries,
+        'finished',
+        { success, backingLogUploaded: uploaded },
+        this.#abort.signal,
+      );
       resolution = { state: success ? 'completed' : 'failed' };
     } catch (error) {
       let reason: ExceptionReason | AbortReason;
@@ -274,8 +299,10 @@ export class TaskRun {
       if (this.#sandbox && !this.#result) {
         await this.#stopSandbox(this.#abortReason ? (o.abortGraceMs ?? 10_000) : 0);
       }
-      log.info(`=== Task Finished === ${resolution ? describeResolution(resolution) : 'run gone'} after ` +
-        `${((Date.now() - started) / 1000).toFixed(3)} s`);
+      log.info(
+        `=== Task Finished === ${resolution ? describeResolution(resolution) : 'run gone'} after ` +
+          `${((Date.now() - started) / 1000).toFixed(3)} s`,
+      );
       const uploaded = await closeAndUpload();
       const teardownErrors = await runTeardown(
         hookOptions,
@@ -361,8 +388,10 @@ export class TaskRun {
     const { queue } = this.#o;
     for (let attempt = 0; ; attempt++) {
       try {
-        if (resolution.state === 'completed') await queue.reportCompleted(this.taskId, this.runId, this.#credentials);
-        else if (resolution.state === 'failed') await queue.reportFailed(this.taskId, this.runId, this.#credentials);
+        if (resolution.state === 'completed')
+          await queue.reportCompleted(this.taskId, this.runId, this.#credentials);
+        else if (resolution.state === 'failed')
+          await queue.reportFailed(this.taskId, this.runId, this.#credentials);
         else await queue.reportException(this.taskId, this.runId, resolution.reason, this.#credentials);
         this.#logger.info({ resolution: describeResolution(resolution) }, 'task resolved');
         return 'reported';
@@ -428,14 +457,20 @@ export class TaskRun {
             const status = await o.queue.status(this.taskId);
             const run = status.runs[this.runId];
             if (this.#watchStopped.signal.aborted) return;
-            if (!run || run.state !== 'running') {
-              this.abort('canceled', `run is ${run?.state ?? 'missing'} (${run?.reasonResolved ?? 'unknown'})`);
+            if (run?.state !== 'running') {
+              this.abort(
+                'canceled',
+                `run is ${run?.state ?? 'missing'} (${run?.reasonResolved ?? 'unknown'})`,
+              );
               return;
             }
           } catch (error) {
             const status = (error as { statusCode?: number }).statusCode;
             if (status === 401 || status === 403) {
-              this.#logger.warn({ err: (error as Error).message }, 'cannot read task status; cancellation is noticed at the next reclaim');
+              this.#logger.warn(
+                { err: (error as Error).message },
+                'cannot read task status; cancellation is noticed at the next reclaim',
+              );
               return;
             }
             this.#logger.debug({ err: (error as Error).message }, 'status check failed');

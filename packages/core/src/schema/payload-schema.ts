@@ -137,7 +137,10 @@ export function composePayloadSchema(
 }
 
 /** A contributor for engines: its part needs no capability. */
-export function engineContributor(engine: { name: string; payloadSchema(): PayloadSchemaPart }): SchemaContributor {
+export function engineContributor(engine: {
+  name: string;
+  payloadSchema(): PayloadSchemaPart;
+}): SchemaContributor {
   return { owner: `engine:${engine.name}`, part: () => engine.payloadSchema() };
 }
 

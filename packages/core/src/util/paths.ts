@@ -18,7 +18,11 @@ export async function resolveInside(root: string, path: string): Promise<InsideR
   const realRoot = await realpath(root);
   const lexical = resolve(realRoot, path);
   if (!within(realRoot, lexical)) {
-    return { ok: false, problem: 'escapes', message: `path ${JSON.stringify(path)} leaves the task directory` };
+    return {
+      ok: false,
+      problem: 'escapes',
+      message: `path ${JSON.stringify(path)} leaves the task directory`,
+    };
   }
   let real: string;
   try {
@@ -62,7 +66,11 @@ export async function* walkFiles(root: string, dir: string): AsyncGenerator<Walk
           continue;
         }
         if (!within(realRoot, real)) {
-          yield { kind: 'refused', relPath: childRel, message: `${childRel} is a symlink that leaves the task directory` };
+          yield {
+            kind: 'refused',
+            relPath: childRel,
+            message: `${childRel} is a symlink that leaves the task directory`,
+          };
           continue;
         }
         target = real;

@@ -1,7 +1,11 @@
 import type { EngineV1 } from '../engine/v1/engine.js';
 import { FeatureNotSupportedError } from '../errors/feature-not-supported-error.js';
 import type { PluginV1 } from '../plugin/v1/plugin.js';
-import { type ComposedPayloadSchema, composePayloadSchema, type SchemaContributor } from '../schema/payload-schema.js';
+import {
+  type ComposedPayloadSchema,
+  composePayloadSchema,
+  type SchemaContributor,
+} from '../schema/payload-schema.js';
 
 /**
  * The payload schema of a worker: the engine's part plus each plugin's part. A plugin that `requires` a capability
@@ -33,9 +37,14 @@ export function composeWorkerSchema(engine: EngineV1, plugins: readonly PluginV1
   return composePayloadSchema(contributors, { title: `tcw task payload (${engine.name} engine)` });
 }
 
-function keysOf(plugin: PluginV1, engine: { name: string; capabilities: EngineV1['capabilities'] }): string[] {
+function keysOf(
+  plugin: PluginV1,
+  engine: { name: string; capabilities: EngineV1['capabilities'] },
+): string[] {
   try {
-    return Object.keys(plugin.payloadSchema?.({ engine: { ...engine, capabilities: allCapabilities } })?.properties ?? {});
+    return Object.keys(
+      plugin.payloadSchema?.({ engine: { ...engine, capabilities: allCapabilities } })?.properties ?? {},
+    );
   } catch {
     return [];
   }

@@ -7,9 +7,9 @@ import { silentLogger } from '../logger.js';
 import type { PluginV1, WorkerLifecycle } from '../plugin/v1/plugin.js';
 import { assertCompatible } from '../provider.js';
 import type { QueuePort } from '../queue/queue-port.js';
-import type { ComposedPayloadSchema } from '../schema/payload-schema.js';
 import { orderPlugins } from '../runner/hook-runner.js';
 import { TaskRun, type TaskRunOutcome } from '../runner/task-run.js';
+import type { ComposedPayloadSchema } from '../schema/payload-schema.js';
 import type { Claim, WorkerIdentity } from '../task.js';
 import { createLimiter } from '../util/limiter.js';
 import { backoff, sleep } from '../util/sleep.js';
@@ -235,7 +235,10 @@ export class Worker {
       }
       if (claims === 'stopped') {
         // The long-poll may still hand us tasks: give them back at once so the queue retries them elsewhere.
-        request.then((late) => this.#returnClaims(late), () => {});
+        request.then(
+          (late) => this.#returnClaims(late),
+          () => {},
+        );
         break;
       }
       errors = 0;
@@ -248,7 +251,12 @@ export class Worker {
     while (this.#runs.size > 0) await this.#waitForSlot();
     clearTimeout(this.#idleTimer);
     await this.#dispose();
-    return { mode: this.#stopMode ?? 'graceful', reason: this.#stopReason, fatal: this.#fatal, tasksRun: this.#tasksRun };
+    return {
+      mode: this.#stopMode ?? 'graceful',
+      reason: this.#stopReason,
+      fatal: this.#fatal,
+      tasksRun: this.#tasksRun,
+    };
   }
 
   #returnClaims(claims: Claim[]): void {
@@ -256,7 +264,9 @@ export class Worker {
       this.#logger.info({ taskId: claim.taskId, runId: claim.runId }, 'claimed while stopping; returning it');
       this.#o.queue
         .reportException(claim.taskId, claim.runId, 'worker-shutdown', claim.credentials)
-        .catch((error) => this.#logger.warn({ err: error, taskId: claim.taskId }, 'could not return a late claim'));
+        .catch((error) =>
+          this.#logger.warn({ err: error, taskId: claim.taskId }, 'could not return a late claim'),
+        );
     }
   }
 

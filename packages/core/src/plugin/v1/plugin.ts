@@ -1,5 +1,4 @@
-import type { EngineCapabilities } from '../../engine/v1/capabilities.js';
-import type { Capability } from '../../engine/v1/capabilities.js';
+import type { Capability, EngineCapabilities } from '../../engine/v1/capabilities.js';
 import type { Logger } from '../../logger.js';
 import type { PayloadSchemaPart } from '../../schema/payload-schema.js';
 import type { WorkerIdentity } from '../../task.js';

@@ -59,9 +59,13 @@ export interface TaskPluginV1 {
    * The task's process has ended: extract and upload files. Return `false` to make the task fail (a missing
    * artifact). Cannot turn a failed task into a success.
    */
-  stopped?(context: TaskHookContext & { result: ResultSetV1 }): Promise<boolean | undefined> | boolean | undefined;
+  stopped?(
+    context: TaskHookContext & { result: ResultSetV1 },
+  ): Promise<boolean | undefined> | boolean | undefined;
   /** The log is closed and uploaded (`backingLogUploaded`); `success` is the final verdict. */
-  finished?(context: TaskHookContext & { success: boolean; backingLogUploaded: boolean }): Promise<void> | void;
+  finished?(
+    context: TaskHookContext & { success: boolean; backingLogUploaded: boolean },
+  ): Promise<void> | void;
   /** Instead of the remaining stages after a failure or an abort. The log is closed and uploaded. */
   exception?(
     context: TaskHookContext & { reason: ExceptionReason | AbortReason; backingLogUploaded: boolean },
@@ -70,4 +74,11 @@ export interface TaskPluginV1 {
   dispose?(context: TaskHookContext & { resolution: Resolution | undefined }): Promise<void> | void;
 }
 
-export type TaskHookName = 'prepare' | 'buildSandbox' | 'started' | 'stopped' | 'finished' | 'exception' | 'dispose';
+export type TaskHookName =
+  | 'prepare'
+  | 'buildSandbox'
+  | 'started'
+  | 'stopped'
+  | 'finished'
+  | 'exception'
+  | 'dispose';

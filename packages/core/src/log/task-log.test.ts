@@ -1,0 +1,84 @@
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Readable } from 'node:stream';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { TaskLog } from './task-log.js';
+
+async function collect(stream: Readable): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const c of stream) chunks.push(c as Buffer);
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+function nextChunk(stream: Readable): Promise<string> {
+  return new Promise((resolve) => stream.once('data', (c: Buffer) => resolve(c.toString('utf8'))));
+}
+
+describe('TaskLog', () => {
+  let dir: string;
+  beforeEach(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'tasklog-'));
+  });
+  afterEach(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('prefixes worker lines and keeps them on lines of their own', async () => {
+    const log = TaskLog.create(join(dir, 'log'));
+    log.write('partial');
+    log.info('hello\nworld');
+    log.error('bad');
+    await log.close();
+    const text = await readFile(log.path, 'utf8');
+    const lines = text.trimEnd().split('\n');
+    expect(lines[0]).toBe('partial');
+    expect(lines[1]).toMatch(/^\[taskcluster \d{4}-\d\d-\d\dT[\d:.]+Z\] hello$/);
+    expect(lines[2]).toMatch(/^\[taskcluster [^\]]+\] world$/);
+    expect(lines[3]).toMatch(/^\[taskcluster:error [^\]]+\] bad$/);
+  });
+
+  it('gives every reader the whole log from byte 0, then new bytes, and ends them at close', async () => {
+    const log = TaskLog.create(join(dir, 'log'));
+    log.write('one\n');
+    const early = log.createReader();
+    const earlyText = collect(early);
+    log.write('two\n');
+    const late = log.createReader();
+    const first = await nextChunk(late);
+    expect(first).toBe('one\ntwo\n');
+    late.pause();
+    const follow = new Promise<string>((resolve) => late.once('data', (c: Buffer) => resolve(c.toString())));
+    late.resume();
+    log.write('three\n');
+    expect(await follow).toBe('three\n');
+    const lateRest = collect(late);
+    await log.close();
+    expect(await earlyText).toBe('one\ntwo\nthree\n');
+    expect(await lateRest).toBe('');
+    // a reader created after close still gets everything
+    expect(await collect(log.createReader())).toBe('one\ntwo\nthree\n');
+    expect(log.size).toBe(14);
+    log.write('ignored after close');
+    expect(log.size).toBe(14);
+  });
+
+  it('masks secrets', async () => {
+    const log = TaskLog.create(join(dir, 'log'));
+    log.addSecret('s3cr3t-token');
+    log.write('token=s3cr3t-token\n');
+    log.info('using s3cr3t-token');
+    await log.close();
+    const text = await readFile(log.path, 'utf8');
+    expect(text).not.toContain('s3cr3t-token');
+    expect(text).toContain('token=[secret]');
+  });
+
+  it('removes its backing file', async () => {
+    const log = TaskLog.create(join(dir, 'log'));
+    log.write('x');
+    await log.remove();
+    await expect(readFile(log.path)).rejects.toThrow();
+    expect(log.closed).toBe(true);
+  });
+});

@@ -1,0 +1,108 @@
+// Real child processes and signals: the process tree helper must end every process a command started.
+import { readdir, readFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { describe, expect, it } from 'vitest';
+import { pidNamespaceSupported, spawnTree } from '../src/process.js';
+
+async function processesWithArg(marker: string): Promise<number[]> {
+  const found: number[] = [];
+  for (const name of await readdir('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      const cmd = (await readFile(`/proc/${name}/cmdline`, 'utf8')).split('\0');
+      const stat = await readFile(`/proc/${name}/stat`, 'utf8');
+      const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
+      if (cmd.includes(marker) && state !== 'Z') found.push(Number(name));
+    } catch {
+      // gone
+    }
+  }
+  return found;
+}
+
+async function until(check: () => Promise<boolean>, ms: number): Promise<boolean> {
+  const end = Date.now() + ms;
+  while (Date.now() < end) {
+    if (await check()) return true;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return check();
+}
+
+const env = { PATH: process.env.PATH ?? '/usr/bin:/bin' };
+
+describe('spawnTree', () => {
+  it('chooses a PID namespace where it can (root on Linux with unshare), a process group otherwise', () => {
+    const tree = spawnTree(['true'], { cwd: tmpdir(), env });
+    expect(tree.isolation).toBe(pidNamespaceSupported() ? 'pid-namespace' : 'process-group');
+    tree.kill();
+  });
+
+  it('passes stdin, stdout, stderr and the exit code', async () => {
+    const tree = spawnTree(['sh', '-c', 'read line; echo "out:$line"; echo err >&2; exit 7'], {
+      cwd: tmpdir(),
+      env,
+      stdin: 'pipe',
+    });
+    tree.stdin!.end('hello\n');
+    let out = '';
+    let err = '';
+    tree.stdout.on('data', (c) => (out += c));
+    tree.stderr.on('data', (c) => (err += c));
+    const exit = await tree.exited;
+    expect(exit.code).toBe(7);
+    expect(out).toBe('out:hello\n');
+    expect(err).toBe('err\n');
+  });
+
+  it('terminate() ends children, setsid grandchildren and double-forked daemons', async () => {
+    const marker = `${3000 + Math.floor(Math.random() * 1000)}.5`;
+    const script = [
+      `sleep ${marker} &`,
+      `setsid sleep ${marker} &`,
+      `(setsid sh -c 'sleep ${marker} & exit 0' &)`,
+      'echo started',
+      `sleep ${marker}`,
+    ].join('\n');
+    const tree = spawnTree(['sh', '-c', script], { cwd: tmpdir(), env });
+    await new Promise<void>((resolve) => tree.stdout.once('data', () => resolve()));
+    expect(await until(async () => (await processesWithArg(marker)).length >= 4, 5000)).toBe(true);
+    const members = await tree.pids();
+    expect(members.length).toBeGreaterThanOrEqual(tree.isolation === 'pid-namespace' ? 4 : 2);
+    await tree.terminate(300);
+    if (tree.isolation === 'pid-namespace') {
+      expect(await until(async () => (await processesWithArg(marker)).length === 0, 3000)).toBe(true);
+    } else {
+      // a process group cannot catch processes that called setsid: only the group's members are gone
+      for (const pid of members) {
+        expect(await until(async () => !(await processesWithArg(marker)).includes(pid), 3000)).toBe(true);
+      }
+      for (const pid of await processesWithArg(marker)) process.kill(pid, 'SIGKILL');
+    }
+  });
+
+  it('gives the polite signal first: a task that traps SIGTERM exits by itself', async () => {
+    const tree = spawnTree(
+      ['sh', '-c', 'trap "echo got-term; exit 3" TERM; echo ready; while :; do sleep 0.05; done'],
+      {
+        cwd: tmpdir(),
+        env,
+      },
+    );
+    let out = '';
+    tree.stdout.on('data', (c) => (out += c));
+    await until(async () => out.includes('ready'), 3000);
+    const members = await tree.pids();
+    expect(members.length).toBeGreaterThan(0);
+    await tree.terminate(5000);
+    expect(await until(async () => out.includes('got-term'), 2000)).toBe(true);
+  });
+
+  it('kills at once with a zero grace period', async () => {
+    const marker = `${4000 + Math.floor(Math.random() * 1000)}.25`;
+    const tree = spawnTree(['sh', '-c', `trap "" TERM; sleep ${marker}`], { cwd: tmpdir(), env });
+    expect(await until(async () => (await processesWithArg(marker)).length > 0, 3000)).toBe(true);
+    await tree.terminate(0);
+    expect(await until(async () => (await processesWithArg(marker)).length === 0, 3000)).toBe(true);
+  });
+});

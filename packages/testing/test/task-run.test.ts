@@ -1,0 +1,221 @@
+// The task runner and plugin contract, end to end in-process: real Worker, FakeQueue, mock engine.
+import {
+  BACKING_LOG_NAME,
+  FatalError,
+  InternalError,
+  MalformedPayloadError,
+  type PluginV1,
+  type TaskPluginV1,
+} from '@tcw/core';
+import { describe, expect, it } from 'vitest';
+import { createMockEngine, type HookCall, runPluginTask, startTestWorker, traceHooks } from '../src/index.js';
+
+const plugin = (name: string, hooks: TaskPluginV1 = {}, extra: Partial<PluginV1> = {}): PluginV1 => ({
+  specificationVersion: 'v1',
+  name,
+  taskPlugin: () => hooks,
+  ...extra,
+});
+
+const order = (calls: HookCall[]) => calls.map((c) => `${c.plugin}.${c.hook}`);
+
+describe('task run: stages and hook order', () => {
+  it('runs the forward hooks in config order and teardown in reverse, then resolves completed', async () => {
+    const result = await runPluginTask({
+      plugins: [plugin('a'), plugin('b')],
+      payload: { mock: { log: 'hi' } },
+    });
+    expect(result.resolution).toBe('completed');
+    expect(order(result.hooks)).toEqual([
+      'a.taskPlugin',
+      'b.taskPlugin',
+      'a.prepare',
+      'b.prepare',
+      'a.buildSandbox',
+      'b.buildSandbox',
+      'a.started',
+      'b.started',
+      'a.stopped',
+      'b.stopped',
+      'a.finished',
+      'b.finished',
+      'b.dispose',
+      'a.dispose',
+    ]);
+    expect(result.log).toContain('hi\n');
+    expect(result.log).toMatch(/\[taskcluster [^\]]+\] Task .* run 0 on test-group\/test-worker/);
+    expect(result.log).toMatch(/=== Task Finished === success/);
+  });
+
+  it('puts `pre` plugins first and `post` plugins last, keeping config order within a tier', async () => {
+    const result = await runPluginTask({
+      plugins: [
+        plugin('late', {}, { enforce: 'post' }),
+        plugin('mid'),
+        plugin('early', {}, { enforce: 'pre' }),
+      ],
+      payload: { mock: {} },
+    });
+    const prepares = order(result.hooks).filter((h) => h.endsWith('.prepare'));
+    expect(prepares).toEqual(['early.prepare', 'mid.prepare', 'late.prepare']);
+    const disposes = order(result.hooks).filter((h) => h.endsWith('.dispose'));
+    expect(disposes).toEqual(['late.dispose', 'mid.dispose', 'early.dispose']);
+  });
+
+  const failures: Array<[string, keyof TaskPluginV1]> = [
+    ['prepare', 'prepare'],
+    ['buildSandbox', 'buildSandbox'],
+    ['started', 'started'],
+    ['stopped', 'stopped'],
+    ['finished', 'finished'],
+  ];
+  it.each(failures)(
+    'a failure in %s: exception replaces the rest, dispose always runs, log uploaded',
+    async (_, hook) => {
+      const failing = plugin('bad', {
+        [hook]: () => {
+          throw new InternalError(`broken ${hook}`);
+        },
+      });
+      const result = await runPluginTask({
+        plugins: [plugin('a'), failing, plugin('c')],
+        payload: { mock: {} },
+      });
+      expect(result.resolution).toBe('exception/internal-error');
+      const calls = order(result.hooks);
+      const failedAt = calls.indexOf(`bad.${hook}`);
+      expect(failedAt).toBeGreaterThan(-1);
+      // nothing of a later stage ran after the failure; exception then dispose, each in reverse order
+      expect(calls.slice(failedAt + 1)).toEqual([
+        'c.exception',
+        'bad.exception',
+        'a.exception',
+        'c.dispose',
+        'bad.dispose',
+        'a.dispose',
+      ]);
+      if (hook === 'finished') {
+        // the log is closed and uploaded before `finished`: the error goes to the worker's own log only
+        expect(result.log).toContain('=== Task Finished ===');
+      } else {
+        expect(result.log).toContain(`plugin bad failed in ${hook}: broken ${hook}`);
+      }
+      expect(result.artifacts.get(BACKING_LOG_NAME)?.present).toBe(true);
+    },
+  );
+
+  it('a failure of the engine (building the sandbox) is an exception; plugins get exception and dispose', async () => {
+    const engine = createMockEngine();
+    const original = engine.newSandboxBuilder.bind(engine);
+    engine.newSandboxBuilder = async (opts) => {
+      if ((opts.payload.mock as { log?: string }).log === 'bad-image')
+        throw new MalformedPayloadError([{ pointer: '/mock/log', message: 'no such image' }]);
+      return original(opts);
+    };
+    const result = await runPluginTask({
+      engine,
+      plugins: [plugin('a')],
+      payload: { mock: { log: 'bad-image' } },
+    });
+    expect(result.resolution).toBe('exception/malformed-payload');
+    expect(result.log).toContain('/mock/log: no such image');
+    expect(order(result.hooks)).toEqual(['a.taskPlugin', 'a.prepare', 'a.exception', 'a.dispose']);
+  });
+
+  it('a hook error is attributed to its plugin', async () => {
+    const result = await runPluginTask({
+      plugins: [
+        plugin('quiet'),
+        plugin('noisy', { started: () => Promise.reject(new Error('socket closed')) }),
+      ],
+      payload: { mock: {} },
+    });
+    expect(result.resolution).toBe('exception/internal-error');
+    expect(result.log).toContain('plugin noisy failed in started: socket closed');
+  });
+
+  it('a hook that does not settle in time fails the task and stops the worker (fatal)', async () => {
+    const hooks: HookCall[] = [];
+    const tw = await startTestWorker({
+      plugins: [traceHooks(plugin('stuck', { prepare: () => new Promise(() => {}) }), hooks)],
+      worker: { hookTimeoutMs: 200, hookWarnAfterMs: 50 },
+    });
+    const result = await tw.run({ mock: {} });
+    expect(result.resolution).toBe('exception/internal-error');
+    expect(result.log).toContain('plugin stuck did not finish prepare within 200 ms');
+    const exit = await tw.exited;
+    expect(exit.fatal).toBe(true);
+    expect(exit.mode).toBe('graceful');
+  });
+});
+
+describe('task run: resolutions', () => {
+  it('a non-zero exit never resolves completed, whatever the plugins say', async () => {
+    const result = await runPluginTask({
+      plugins: [plugin('optimist', { stopped: () => true })],
+      payload: { mock: { exitCode: 3 } },
+    });
+    expect(result.resolution).toBe('failed');
+    expect(result.log).toMatch(/=== Task Finished === failure .*exit code 3/);
+  });
+
+  it('a plugin may veto success from stopped', async () => {
+    const result = await runPluginTask({
+      plugins: [plugin('strict', { stopped: () => false })],
+      payload: { mock: {} },
+    });
+    expect(result.resolution).toBe('failed');
+  });
+
+  it('a malformed payload is refused before anything is built, naming the fields', async () => {
+    const tw = await startTestWorker({ plugins: [plugin('a')] });
+    const result = await tw.run({ mock: { exitCode: 'zero' }, unknownKey: 1 });
+    await tw.stop();
+    expect(result.resolution).toBe('exception/malformed-payload');
+    expect(result.log).toContain('/mock/exitCode: must be integer');
+    expect(result.log).toContain('/unknownKey: this payload key does not exist on this worker');
+    expect((tw.engine as ReturnType<typeof createMockEngine>).sandboxes).toHaveLength(0);
+  });
+
+  it.each([
+    ['malformed-payload', 'exception/malformed-payload', false],
+    ['internal-error', 'exception/internal-error', false],
+    ['resource-unavailable', 'exception/resource-unavailable', false],
+    ['fatal', 'exception/internal-error', true],
+  ] as const)('an engine outcome %s resolves %s', async (error, resolution, fatal) => {
+    const tw = await startTestWorker();
+    const result = await tw.run({ mock: { error } });
+    expect(result.resolution).toBe(resolution);
+    if (fatal) {
+      const exit = await tw.exited;
+      expect(exit.fatal).toBe(true);
+    } else {
+      expect(tw.worker.stopping).toBe(false);
+      await tw.stop();
+    }
+  });
+
+  it('control.fail (max run time) kills the sandbox; the task fails and stopped hooks still run', async () => {
+    const failer = plugin('timer', {
+      started: (ctx) => {
+        setTimeout(() => void ctx.control.fail('max run time exceeded', { graceMs: 100 }), 50);
+      },
+    });
+    const result = await runPluginTask({ plugins: [failer], payload: { mock: { delayMs: 60_000 } } });
+    expect(result.resolution).toBe('failed');
+    expect(result.log).toContain('max run time exceeded');
+    expect(order(result.hooks)).toContain('timer.stopped');
+    expect(order(result.hooks)).toContain('timer.finished');
+  });
+
+  it('a fatal error in a plugin resolves internal-error, then the worker stops by itself', async () => {
+    const tw = await startTestWorker({
+      plugins: [plugin('f', { prepare: () => Promise.reject(new FatalError('disk gone')) })],
+    });
+    const result = await tw.run({ mock: {} });
+    expect(result.resolution).toBe('exception/internal-error');
+    const exit = await tw.exited;
+    expect(exit).toMatchObject({ fatal: true, mode: 'graceful' });
+    expect(exit.reason).toContain('disk gone');
+  });
+});
