@@ -245,7 +245,9 @@ describe('task run: resolutions', () => {
   it('resource-unavailable resolves exception/resource-unavailable and is not counted as an internal error', async () => {
     const internalErrors: unknown[] = [];
     const tw = await startTestWorker({
-      plugins: [plugin('cache', { prepare: () => Promise.reject(new ResourceUnavailableError('cache server down')) })],
+      plugins: [
+        plugin('cache', { prepare: () => Promise.reject(new ResourceUnavailableError('cache server down')) }),
+      ],
     });
     tw.worker.events.on('internal-error', (e) => internalErrors.push(e));
     const result = await tw.run({ mock: {} });
