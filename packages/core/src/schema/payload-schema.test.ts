@@ -72,6 +72,22 @@ describe('composePayloadSchema', () => {
     );
   });
 
+  it('names the reason for keys that only the thrown error lists (a key the config leaves out)', () => {
+    const reboot = {
+      owner: 'plugin:reboot',
+      part: () => {
+        throw new FeatureNotSupportedError('task reboots', 'allowTaskReboots is false', { keys: ['reboot'] });
+      },
+    };
+    const composed = composePayloadSchema([engine, reboot]);
+    expect(composed.unsupported[0]?.keys).toEqual(['reboot']);
+    const [problem] = composed.validate({ image: 'x', reboot: 'always' });
+    expect(problem?.pointer).toBe('/reboot');
+    expect(problem?.message).toBe(
+      'this payload key does not exist on this worker (plugin:reboot: allowTaskReboots is false)',
+    );
+  });
+
   it('picks each owner its own keys', () => {
     const composed = composePayloadSchema([engine, env]);
     expect(composed.pick({ image: 'i', env: { A: 'b' } }, 'plugin:env')).toEqual({ env: { A: 'b' } });
