@@ -94,6 +94,19 @@ describe('composePayloadSchema', () => {
     expect(composed.pick({ image: 'i', env: { A: 'b' } }, 'engine:docker')).toEqual({ image: 'i' });
   });
 
+  it('names the offending property for a bad property name', () => {
+    const named = {
+      owner: 'plugin:env',
+      part: () => ({
+        properties: { env: { type: 'object', propertyNames: { pattern: '^[A-Z_]+$' } } },
+      }),
+    };
+    const composed = composePayloadSchema([engine, named]);
+    expect(composed.validate({ image: 'x', env: { 'bad-name': 'v', GOOD: 'v' } })).toEqual([
+      { pointer: '/env/bad-name', message: 'is not a valid name here: it must match pattern "^[A-Z_]+$"' },
+    ]);
+  });
+
   it('escapes keys in pointers', () => {
     const composed = composePayloadSchema([engine]);
     expect(composed.validate({ image: 'x', 'a/b~c': 1 })[0]?.pointer).toBe('/a~1b~0c');
