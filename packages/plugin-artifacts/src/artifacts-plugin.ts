@@ -1,4 +1,4 @@
-import type { PluginV1, TaskPluginV1 } from '@tcw/core';
+import { ConfigError, type PluginV1, type TaskPluginV1 } from '@tcw/core';
 import { type ArtifactSpec, artifactsPayloadSchema, checkSpecs } from './artifact-spec.js';
 import { uploadArtifacts } from './upload-artifacts.js';
 
@@ -16,9 +16,12 @@ export interface ArtifactsOptions {
 export function artifacts(options: ArtifactsOptions = {}): PluginV1 {
   const concurrency = options.uploadConcurrency ?? 5;
   if (!Number.isInteger(concurrency) || concurrency < 1) {
-    throw new RangeError(
-      `plugins.artifacts.uploadConcurrency must be a positive integer, got ${concurrency}`,
-    );
+    throw new ConfigError([
+      {
+        path: 'plugins.artifacts.uploadConcurrency',
+        message: `must be a positive integer, got ${concurrency}`,
+      },
+    ]);
   }
   return {
     specificationVersion: 'v1',
