@@ -389,7 +389,13 @@ export function createHandler(o: HttpHandlerOptions) {
     if (kind === 'put') {
       const chunks = await readBody(req);
       const ct = req.headers['content-type'];
-      o.svc.putObjectData(name, chunks, typeof ct === 'string' ? ct : undefined);
+      const ce = req.headers['content-encoding'];
+      o.svc.putObjectData(
+        name,
+        chunks,
+        typeof ct === 'string' ? ct : undefined,
+        typeof ce === 'string' ? ce : undefined,
+      );
       res.writeHead(200, { 'content-length': 0 });
       res.end();
       return;

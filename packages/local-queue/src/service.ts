@@ -2,6 +2,7 @@ import { createHash, createHmac } from 'node:crypto';
 import type { EventEmitter } from 'node:events';
 import { closeSync, fsyncSync, openSync, renameSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
+import { gunzipSync } from 'node:zlib';
 import { createTemporaryCredentials, formatExpr, type ScopeExpr, satisfies, unsatisfied } from './auth.js';
 import { type Db, transaction } from './db.js';
 import { ApiError, badRequest, conflict, forbidden, invalidInput, notFound } from './errors.js';
@@ -1272,7 +1273,12 @@ export class QueueService {
   }
 
   /** For the putUrl handler: runs `write` inside a transaction so the row and file agree. */
-  putObjectData(name: string, chunks: Buffer[], contentType: string | undefined): void {
+  putObjectData(
+    name: string,
+    chunks: Buffer[],
+    contentType: string | undefined,
+    contentEncoding?: string,
+  ): void {
     this.#tx(() => {
       const obj = this.#object(name);
       if (!obj) throw notFound(`Object ${name} not found`);
@@ -1284,7 +1290,20 @@ export class QueueService {
           throw badRequest(`Object ${name}: got ${size} bytes, expected contentLength ${obj.content_length}`);
         }
       }
-      this.storeObjectBytes(name, chunks, contentType ?? obj.content_type ?? undefined);
+      // A gzip-encoded PUT (the worker's uploader compresses text) is stored decoded: the object's hashes are
+      // those of its content, and downloads serve it with identity encoding.
+      const encoding = contentEncoding?.trim().toLowerCase();
+      let content = chunks;
+      if (encoding === 'gzip') {
+        try {
+          content = [gunzipSync(Buffer.concat(chunks))];
+        } catch (error) {
+          throw badRequest(`Object ${name}: the body is not valid gzip data (${(error as Error).message})`);
+        }
+      } else if (encoding && encoding !== 'identity') {
+        throw badRequest(`Object ${name}: unsupported Content-Encoding ${contentEncoding}`);
+      }
+      this.storeObjectBytes(name, content, contentType ?? obj.content_type ?? undefined);
     });
   }
 
