@@ -31,7 +31,7 @@ export default definePlugin<WatchdogOptions>({
         minimum: 0,
         maximum: 86_400,
         description:
-          'Seconds the stopped worker gets to end by itself before the process exits with code 70; 0 = never (default 60)',
+          'Seconds the stopped worker gets to end by itself before the process exits with code 75; 0 = never (default 60)',
       },
     },
   },

@@ -5,7 +5,7 @@ export interface WatchdogOptions {
   /** Seconds without progress (of the worker loop, or of one plugin hook) before the worker is stopped (default 2700). */
   timeout?: number;
   /**
-   * Seconds the worker gets, after the watchdog stopped it, to end by itself; then the process exits with code 70
+   * Seconds the worker gets, after the watchdog stopped it, to end by itself; then the process exits with code 75
    * (for an engine or hook so stuck that even an abort does not end it). 0 disables this. Default 60.
    */
   forceExitAfter?: number;
@@ -18,8 +18,8 @@ export interface WatchdogHooks {
 
 export const DEFAULT_TIMEOUT = 2700;
 export const DEFAULT_FORCE_EXIT_AFTER = 60;
-/** The exit code when the watchdog has to end the process itself (EX_SOFTWARE). */
-export const FORCE_EXIT_CODE = 70;
+/** The exit code when the watchdog has to end the process itself: 75, the `tcw` app's "forced exit". */
+export const FORCE_EXIT_CODE = 75;
 
 interface ActiveHook {
   plugin: string;

@@ -50,14 +50,14 @@ describe('@tcw/plugin-watchdog', () => {
     const entries: Entry[] = [];
     const tw = await startTestWorker({
       logger: recordingLogger(entries),
-      plugins: [hanging(), watchdog({ timeout: 0.3 }, { exit: never })],
+      plugins: [hanging(), watchdog({ timeout: 0.5 }, { exit: never })],
     });
     const taskId = tw.submit({ mock: {} });
     const exit = await tw.exited;
     expect(exit.mode).toBe('now');
     expect(exit.reason).toMatch(
       new RegExp(
-        `^watchdog: no progress for 0.3 s: hook hanging.prepare \\(task ${taskId}, \\d+ s\\) has not returned$`,
+        `^watchdog: no progress for 0.5 s: hook hanging.prepare \\(task ${taskId}, \\d+ s\\) has not returned$`,
       ),
     );
     const fired = entries.find((e) => e.level === 'error' && e.message?.startsWith('watchdog:'));
@@ -88,12 +88,13 @@ describe('@tcw/plugin-watchdog', () => {
   });
 
   it('lets a task run longer than the timeout, and an idle worker poll', async () => {
-    const tw = await startTestWorker({ plugins: [watchdog({ timeout: 0.3 }, { exit: never })] });
+    // a generous timeout: the gaps between progress events under a loaded machine must stay below it
+    const tw = await startTestWorker({ plugins: [watchdog({ timeout: 1 }, { exit: never })] });
     try {
-      const result = await tw.run({ mock: { delayMs: 1200, log: 'long task' } });
+      const result = await tw.run({ mock: { delayMs: 2500, log: 'long task' } });
       expect(result.resolution).toBe('completed');
       // idle: the claim loop keeps polling (20 ms long-polls), which is progress
-      await new Promise((resolve) => setTimeout(resolve, 800));
+      await new Promise((resolve) => setTimeout(resolve, 2000));
       expect(tw.worker.stopping).toBe(false);
     } finally {
       await tw.stop();
@@ -105,12 +106,12 @@ describe('@tcw/plugin-watchdog', () => {
     const exits: number[] = [];
     const tw = await startTestWorker({
       logger: recordingLogger(entries),
-      // the hook ignores the abort: only core's hook timeout (1.5 s here) would end it
+      // the hook ignores the abort: only core's hook timeout (4 s here) would end it
       plugins: [
         hanging(true),
         watchdog({ timeout: 0.2, forceExitAfter: 0.2 }, { exit: (code) => exits.push(code) }),
       ],
-      worker: { hookTimeoutMs: 1500 },
+      worker: { hookTimeoutMs: 4000 },
     });
     tw.submit({ mock: {} });
     const exit = await tw.exited;
@@ -126,13 +127,13 @@ describe('@tcw/plugin-watchdog', () => {
 
   it('does not end the process once the worker has ended', async () => {
     const tw = await startTestWorker({
-      plugins: [hanging(), watchdog({ timeout: 0.2, forceExitAfter: 0.3 }, { exit: never })],
+      plugins: [hanging(), watchdog({ timeout: 0.2, forceExitAfter: 2 }, { exit: never })],
     });
     tw.submit({ mock: {} });
     await tw.exited;
     await tw.queue.close();
     // had the force-exit timer survived the worker's end, `never` would throw from a timer and fail the run
-    await new Promise((resolve) => setTimeout(resolve, 500));
+    await new Promise((resolve) => setTimeout(resolve, 2500));
   });
 
   it('refuses a bad config, naming the key', () => {
