@@ -1,0 +1,117 @@
+import { posix } from 'node:path';
+import { MalformedPayloadError, type PayloadProblem, type PayloadSchemaPart } from '@tcw/core';
+
+/** One entry of the payload's `artifacts` list (generic-worker's shape). */
+export interface ArtifactSpec {
+  type: 'file' | 'directory';
+  /** In the engine's own terms: relative to the task directory (native, mock) or absolute (a container). */
+  path: string;
+  /** The artifact's name (a directory's files get `<name>/<relative path>`); default: the path. */
+  name?: string;
+  /** Defaults to, and is capped by, the task's expiry. */
+  expires?: string;
+  /** From the file's extension when absent. */
+  contentType?: string;
+  /** `gzip` or `identity`; by default gzip for compressible types. */
+  contentEncoding?: 'gzip' | 'identity';
+  /** A missing file does not fail the task (the `error` artifact is still created). */
+  optional?: boolean;
+}
+
+/** An artifact spec after the payload checks: its index, and a name that is always set. */
+export interface CheckedSpec extends ArtifactSpec {
+  index: number;
+  name: string;
+}
+
+export const artifactsPayloadSchema: PayloadSchemaPart = {
+  properties: {
+    artifacts: {
+      type: 'array',
+      description: 'Files and folders of the task to upload as artifacts once it has run',
+      items: {
+        type: 'object',
+        additionalProperties: false,
+        required: ['type', 'path'],
+        properties: {
+          type: {
+            enum: ['file', 'directory'],
+            description:
+              '`file`: one file; `directory`: every file under a folder, named `<name>/<relative path>`',
+          },
+          path: {
+            type: 'string',
+            minLength: 1,
+            description: 'Where the file is, relative to the task directory (or absolute in a container)',
+          },
+          name: {
+            type: 'string',
+            minLength: 1,
+            maxLength: 1024,
+            pattern: '^(?!/)(?!.*/$)[\\x20-\\x7e]+$',
+            description: 'Artifact name, e.g. `public/build/app.tar.gz` (default: the path)',
+          },
+          expires: {
+            type: 'string',
+            format: 'date-time',
+            description: "When the artifact expires (default and ceiling: the task's expiry)",
+          },
+          contentType: {
+            type: 'string',
+            minLength: 1,
+            description: "MIME type (default: from the file's extension)",
+          },
+          contentEncoding: {
+            enum: ['identity', 'gzip'],
+            description: 'Content encoding of the upload (default: gzip for compressible types)',
+          },
+          optional: {
+            type: 'boolean',
+            description: 'When true, a missing file does not fail the task',
+          },
+        },
+      },
+    },
+  },
+};
+
+/**
+ * Checks what the schema cannot: a path that climbs out through `..`, an `expires` that is not a date, and two
+ * entries with the same name. Throws one `MalformedPayloadError` naming every JSON pointer.
+ */
+export function checkSpecs(specs: readonly ArtifactSpec[]): CheckedSpec[] {
+  const problems: PayloadProblem[] = [];
+  const names = new Map<string, number>();
+  const checked = specs.map((spec, index) => {
+    const normal = posix.normalize(spec.path.replaceAll('\\', '/'));
+    if (normal === '..' || normal.startsWith('../')) {
+      problems.push({
+        pointer: `/artifacts/${index}/path`,
+        message: `path ${JSON.stringify(spec.path)} leaves the task directory`,
+      });
+    }
+    if (spec.expires !== undefined && Number.isNaN(Date.parse(spec.expires))) {
+      problems.push({ pointer: `/artifacts/${index}/expires`, message: 'is not a date' });
+    }
+    const name = spec.name ?? defaultName(normal);
+    const previous = names.get(name);
+    if (previous !== undefined) {
+      problems.push({
+        pointer: `/artifacts/${index}/name`,
+        message: `artifact name ${JSON.stringify(name)} is already used by /artifacts/${previous}`,
+      });
+    } else names.set(name, index);
+    return { ...spec, index, name };
+  });
+  if (problems.length > 0) throw new MalformedPayloadError(problems);
+  return checked;
+}
+
+function defaultName(normalPath: string): string {
+  return (
+    normalPath
+      .replace(/^(\.\/)+/, '')
+      .replace(/^\/+/, '')
+      .replace(/\/+$/, '') || 'artifact'
+  );
+}
