@@ -155,8 +155,6 @@ export async function setupCgroups(logger: Logger): Promise<CgroupSupport | { re
   const own = await ownCgroups();
   const ownV2 = own.get('') ?? '/';
   const ownDir = join(v2.point, ownV2);
-  if (!existsSync(join(ownDir, 'cgroup.kill')))
-    return { reason: 'the kernel has no cgroup.kill (Linux < 5.14)' };
   const hybrid = all.some((m) => m.fstype === 'cgroup');
   const base = join(ownDir, `${PREFIX}${process.pid}`);
   try {
@@ -165,6 +163,10 @@ export async function setupCgroups(logger: Logger): Promise<CgroupSupport | { re
     await mkdir(base, { recursive: true });
   } catch (error) {
     return { reason: `cannot make cgroups under ${ownDir}: ${(error as Error).message}` };
+  }
+  if (!existsSync(join(base, 'cgroup.kill'))) {
+    await rmdirRetry(base).catch(() => {});
+    return { reason: 'the kernel has no cgroup.kill (Linux < 5.14)' };
   }
   if (!hybrid) {
     const controllers = await readWords(join(ownDir, 'cgroup.subtree_control'));
