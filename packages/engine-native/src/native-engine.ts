@@ -201,6 +201,15 @@ export function createNativeEngine(options: NativeEngineOptions = {}): EngineV1 
     stateDir = join(workDir, 'native-state');
     await mkdir(tasksDir, { recursive: true });
     await mkdir(stateDir, { recursive: true });
+    if (userMode.kind !== 'current' && isRoot) {
+      const blocked = await untraversable(tasksDir);
+      if (blocked) {
+        problems.push({
+          path: 'engines.native.tasksDir',
+          message: `task users cannot reach ${tasksDir}: ${blocked} is not searchable by others (chmod o+x, or choose another folder)`,
+        });
+      }
+    }
     if (options.cgroups !== 'off') {
       const found = await setupCgroups(logger);
       if ('reason' in found) logger.info({ reason: found.reason }, 'no cgroups: tasks are process groups');
@@ -386,6 +395,17 @@ export function createNativeEngine(options: NativeEngineOptions = {}): EngineV1 
         if (wasBuilding) await release();
       },
     };
+  }
+}
+
+/** The first ancestor of `dir` (itself included) that other users cannot search, if any. */
+async function untraversable(dir: string): Promise<string | undefined> {
+  let current = dir;
+  for (;;) {
+    if (((await stat(current)).mode & 0o001) === 0) return current;
+    const parent = dirname(current);
+    if (parent === current) return undefined;
+    current = parent;
   }
 }
 

@@ -10,11 +10,17 @@ export async function startEngine(
 ): Promise<{ engine: EngineV1; workDir: string; cleanup(): Promise<void> }> {
   const workDir = await mkdtemp(join(tmpdir(), 'tcw-native-test-'));
   const engine = createNativeEngine(options);
-  await engine.init!({
-    logger: silentLogger,
-    worker: { taskQueueId: 'tcw-test/native', workerGroup: 'g', workerId: 'w' },
-    workDir,
-  });
+  try {
+    await engine.init!({
+      logger: silentLogger,
+      worker: { taskQueueId: 'tcw-test/native', workerGroup: 'g', workerId: 'w' },
+      workDir,
+    });
+  } catch (error) {
+    await engine.dispose?.();
+    await rm(workDir, { recursive: true, force: true });
+    throw error;
+  }
   return {
     engine,
     workDir,

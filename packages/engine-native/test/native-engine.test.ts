@@ -252,6 +252,58 @@ describe('users', () => {
   });
 });
 
+describe('volumes', () => {
+  it('per-task user: a writable cache is bind-mounted, writable by the task, and keeps what it wrote', async () => {
+    const cache = await mkdtemp(join(tmpdir(), 'tcw-native-cache-'));
+    await writeFile(join(cache, 'old.txt'), 'from-before');
+    try {
+      const engine = await engineWith({ user: 'per-task' });
+      const run = await runSandbox(
+        engine,
+        { command: ['sh', '-c', 'cat caches/c1/old.txt && echo new > caches/c1/new.txt'] },
+        { configure: (b) => b.attachVolume('caches/c1', { hostPath: cache, readOnly: false }) },
+      );
+      expect(run.result.success).toBe(true);
+      expect(await run.log()).toContain('from-before');
+      await run.dispose();
+      // the task dir is gone, the cache is not
+      expect(await readFile(join(cache, 'new.txt'), 'utf8')).toBe('new\n');
+      expect(await readFile(join(cache, 'old.txt'), 'utf8')).toBe('from-before');
+    } finally {
+      await rm(cache, { recursive: true, force: true });
+    }
+  });
+
+  it('a read-only volume cannot be written', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'tcw-native-ro-'));
+    await chmod(dir, 0o755);
+    try {
+      const engine = await engineWith({ user: 'current', allowRoot: true });
+      const run = await runSandbox(
+        engine,
+        { command: ['sh', '-c', 'echo x > ro/new.txt'] },
+        { configure: (b) => b.attachVolume('ro', { hostPath: dir, readOnly: true }) },
+      );
+      expect(run.result.success).toBe(false);
+      expect(await run.log()).toContain('Read-only file system');
+      await run.dispose();
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('refuses mount points outside the task dir', async () => {
+    const engine = await engineWith();
+    await expect(
+      runSandbox(
+        engine,
+        { command: ['true'] },
+        { configure: (b) => b.attachVolume('../x', { hostPath: tmpdir(), readOnly: true }) },
+      ),
+    ).rejects.toMatchObject({ code: 'ERR_MALFORMED_PAYLOAD' });
+  });
+});
+
 describe('limits', () => {
   it('a task over its memory limit is failed, with a clear line in the log; the worker goes on', async () => {
     const engine = await engineWith({ limits: { memory: 64 * 1024 * 1024, pids: 64 } });
@@ -266,6 +318,26 @@ describe('limits', () => {
     expect(next.result.success).toBe(true);
     expect(await next.log()).toContain('still-alive');
     await next.dispose();
+  });
+
+  it('a pids limit stops a fork storm; the task ends, and nothing is left', async () => {
+    const engine = await engineWith({ limits: { pids: 16 } });
+    const mark = marker();
+    const run = await runSandbox(
+      engine,
+      { command: ['sh', '-c', 'for i in $(seq 40); do sleep 3600 & done; wait'] },
+      {
+        configure: (b) => b.setEnv('TCW_MARK', mark),
+        onStarted: async (sandbox) => {
+          await until(async () => (await processesWith(mark)).length >= 15, 5000);
+          expect((await processesWith(mark)).length).toBeLessThanOrEqual(16);
+          await sandbox.abort({ graceMs: 0 });
+        },
+      },
+    );
+    expect(await run.log()).toMatch(/fork|Resource temporarily unavailable|Cannot/i);
+    expect(await processesWith(mark)).toEqual([]);
+    await run.dispose();
   });
 
   it('refuses limits it cannot apply (cgroups off), naming the config key', async () => {
