@@ -308,12 +308,12 @@ export function createNativeEngine(options: NativeEngineOptions = {}): EngineV1 
     };
     const volumes: Array<{ target: string; spec: VolumeSpec }> = [];
     let state: 'building' | 'started' | 'discarded' = 'building';
-    const release = async () => {
+    const release = async (keepDir = keepTaskDirs) => {
       if (marker) {
         await killUserProcesses(user.uid);
-        await deleteTaskUser(user.name, keepTaskDirs);
+        await deleteTaskUser(user.name, keepDir);
         await rm(marker, { force: true });
-      } else if (!keepTaskDirs) {
+      } else if (!keepDir) {
         await rm(dir, { recursive: true, force: true });
       }
     };
@@ -464,7 +464,8 @@ interface RunSpec {
   opts: SandboxOptions;
   graceMs: number;
   memoryLimit?: number;
-  release(): Promise<void>;
+  /** Deletes the task user and directory; `keepDir` keeps the directory (default: the `keepTaskDirs` option). */
+  release(keepDir?: boolean): Promise<void>;
 }
 
 function startCommands(spec: RunSpec): SandboxV1 {
@@ -532,7 +533,8 @@ function startCommands(spec: RunSpec): SandboxV1 {
         if (pids.length) await tree.terminate(grace);
       }
     }
-    if (spec.runAs && process.getuid?.() === 0 && spec.runAs.uid !== 0) {
+    // without a cgroup, a task user's processes that left the group or namespace are found by their uid
+    if (!spec.cgroup && spec.runAs && process.getuid?.() === 0 && spec.runAs.uid !== 0) {
       count += await killUserProcesses(spec.runAs.uid).catch(() => 0);
     }
     return count;
@@ -566,7 +568,8 @@ function startCommands(spec: RunSpec): SandboxV1 {
       extractFolder: (path, handler) => extractFolder(dir, path, handler),
       async dispose() {
         if (disposed) return disposed;
-        disposed = failures.length ? Promise.resolve() : spec.release(); // never delete a dir with a mount in it
+        // never delete a directory with a volume still mounted in it
+        disposed = spec.release(failures.length > 0 || undefined);
         return disposed;
       },
     };

@@ -1,7 +1,7 @@
 /** OS users for tasks: look-ups, and per-task users made with `useradd` and removed with `userdel -r` (Linux). */
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { readdir, readFile } from 'node:fs/promises';
+import { chmod, readdir, readFile } from 'node:fs/promises';
 import { userInfo } from 'node:os';
 import { promisify } from 'node:util';
 
@@ -42,7 +42,7 @@ export function newTaskUserName(): string {
 /** Creates a user and its group, with `home` as its home directory (made by useradd, mode 0700). */
 export async function createTaskUser(name: string, home: string): Promise<TaskUser> {
   await run('useradd', ['--create-home', '--home-dir', home, '--user-group', '--shell', '/bin/sh', name]);
-  await run('chmod', ['0700', home]);
+  await chmod(home, 0o700);
   const user = await lookupUser(name);
   if (!user) throw new Error(`useradd made ${name} but getent cannot find it`);
   return user;
@@ -53,17 +53,19 @@ export async function killUserProcesses(uid: number): Promise<number> {
   let killed = 0;
   for (let round = 0; round < 20; round++) {
     const pids: number[] = [];
-    for (const name of await readdir('/proc')) {
-      if (!/^\d+$/.test(name)) continue;
-      try {
-        const status = await readFile(`/proc/${name}/status`, 'utf8');
-        const m = /^Uid:\s+(\d+)\s+(\d+)/m.exec(status);
-        const state = /^State:\s+(\S)/m.exec(status)?.[1];
-        if (m && (Number(m[1]) === uid || Number(m[2]) === uid) && state !== 'Z') pids.push(Number(name));
-      } catch {
-        // gone
-      }
-    }
+    const names = (await readdir('/proc')).filter((name) => /^\d+$/.test(name));
+    await Promise.all(
+      names.map(async (name) => {
+        try {
+          const status = await readFile(`/proc/${name}/status`, 'utf8');
+          const m = /^Uid:\s+(\d+)\s+(\d+)/m.exec(status);
+          const state = /^State:\s+(\S)/m.exec(status)?.[1];
+          if (m && (Number(m[1]) === uid || Number(m[2]) === uid) && state !== 'Z') pids.push(Number(name));
+        } catch {
+          // gone
+        }
+      }),
+    );
     if (pids.length === 0) return killed;
     for (const pid of pids) {
       try {
