@@ -225,18 +225,26 @@ export function spawnTree(argv: readonly string[], options: SpawnTreeOptions): T
   };
   if (isolation === 'pid-namespace') void namespaceOf();
 
+  let ended = false;
+  /** The cgroup is empty and the command itself has exited (it may not have joined the cgroup yet). */
   const cgroupEmpty = async (waitMs: number): Promise<boolean> => {
     const end = Date.now() + waitMs;
     for (;;) {
-      if ((await cgroupMembers(treeCgroup!)).length === 0) return true;
+      if (ended && (await cgroupMembers(treeCgroup!)).length === 0) return true;
       if (Date.now() >= end) return false;
       await new Promise((r) => setTimeout(r, 20));
     }
   };
 
   const exited = new Promise<TreeExit>((resolve) => {
-    child.once('error', () => resolve({ code: 127, signal: null }));
-    child.once('exit', (code, signal) => resolve({ code, signal }));
+    child.once('error', () => {
+      ended = true;
+      resolve({ code: 127, signal: null });
+    });
+    child.once('exit', (code, signal) => {
+      ended = true;
+      resolve({ code, signal });
+    });
   });
 
   const pids = async (): Promise<number[]> => {
@@ -282,7 +290,8 @@ export function spawnTree(argv: readonly string[], options: SpawnTreeOptions): T
 
   const terminateCgroup = async (graceMs: number): Promise<TreeExit> => {
     if (graceMs > 0) {
-      signalAll(await cgroupMembers(treeCgroup!), 'SIGTERM');
+      // the command itself too: it may still be joining the cgroup
+      signalAll([...(await cgroupMembers(treeCgroup!)), ...(ended ? [] : [pid])], 'SIGTERM');
       if (await cgroupEmpty(graceMs)) return exited;
     }
     // v1 has no cgroup.kill: members forking while they are signalled need more rounds

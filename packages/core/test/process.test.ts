@@ -150,3 +150,21 @@ describe('spawnTree with cgroups (real cgroup v2 on this root CI host)', () => {
     }
   });
 });
+
+describe('spawnTree with cgroups, ended at once', () => {
+  it('terminate() right after the start ends the command even before it has joined its cgroup', async () => {
+    const base = await ownCgroupV2();
+    const dir = `${base}/tcw-process-test-${process.pid}-${Date.now()}-early`;
+    await mkdir(dir);
+    try {
+      for (const grace of [0, 200]) {
+        const tree = spawnTree(['sleep', '3600'], { cwd: tmpdir(), env, cgroups: [dir] });
+        const exit = await tree.terminate(grace);
+        expect(exit.code).toBeNull();
+        expect(await tree.pids()).toEqual([]);
+      }
+    } finally {
+      await rmdir(dir);
+    }
+  });
+});
