@@ -1,6 +1,18 @@
 import { execFile } from 'node:child_process';
 import { createReadStream } from 'node:fs';
-import { chmod, chown, lstat, mkdir, mkdtemp, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
+import {
+  chmod,
+  chown,
+  lstat,
+  mkdir,
+  mkdtemp,
+  readdir,
+  rename,
+  rm,
+  rmdir,
+  stat,
+  writeFile,
+} from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, isAbsolute, join, normalize, sep } from 'node:path';
 import { promisify } from 'node:util';
@@ -442,7 +454,7 @@ async function unmountAll(mounted: Mounted[], logger: Logger): Promise<string[]>
     try {
       if (m.how === 'bind') {
         await run('umount', [m.target]);
-        await rm(m.target, { recursive: false, force: true }).catch(() => rm(m.target, { recursive: true }));
+        await rmdir(m.target); // never recursive: if anything is still mounted there, it stays
       } else {
         await rename(m.target, m.hostPath);
       }
