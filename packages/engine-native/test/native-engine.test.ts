@@ -1,9 +1,9 @@
 // Interface tests of the native engine with real processes, real signals, real users and real cgroups. They need
 // root on Linux with util-linux and passwd (the CI host: scripts/ci-system-deps.sh); nothing here is mocked.
-import { chmod, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { chmod, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ConfigError, TcwError } from '@tcw/core';
+import { ConfigError, silentLogger, TcwError } from '@tcw/core';
 import { runSandbox } from '@tcw/testing';
 import { afterAll, describe, expect, it } from 'vitest';
 import { createNativeEngine } from '../src/index.js';
@@ -18,6 +18,10 @@ async function engineWith(options: Parameters<typeof startEngine>[0] = {}) {
   const started = await startEngine(options);
   cleanups.push(started.cleanup);
   return started.engine;
+}
+
+async function readdirSafe(dir: string): Promise<string[]> {
+  return readdir(dir).catch(() => []);
 }
 
 function marker(): string {
@@ -235,6 +239,57 @@ describe('users', () => {
     }
   });
 
+  it('a named user: the task runs as it, in a task dir it owns', async () => {
+    const tasksDir = await mkdtemp(join(tmpdir(), 'tcw-native-named-'));
+    await chmod(tasksDir, 0o755);
+    try {
+      const engine = await engineWith({ user: 'nobody', tasksDir });
+      const run = await runSandbox(engine, { command: ['sh', '-c', 'id -un; touch mine; stat -c %U mine'] });
+      expect(run.result.success).toBe(true);
+      expect((await run.log()).split('\n').filter((l) => l === 'nobody')).toHaveLength(2);
+      await run.dispose();
+    } finally {
+      await rm(tasksDir, { recursive: true, force: true });
+    }
+  });
+
+  it('refuses a tasksDir a task user cannot reach, naming the key', async () => {
+    const tasksDir = await mkdtemp(join(tmpdir(), 'tcw-native-closed-'));
+    try {
+      await expect(startEngine({ user: 'nobody', tasksDir })).rejects.toThrow(/engines\.native\.tasksDir/);
+    } finally {
+      await rm(tasksDir, { recursive: true, force: true });
+    }
+  });
+
+  it('a new worker on the same work dir removes the task users a crashed one left behind', async () => {
+    const workDir = await mkdtemp(join(tmpdir(), 'tcw-native-crash-'));
+    const worker = { taskQueueId: 'tcw-test/native', workerGroup: 'g', workerId: 'w' };
+    const crashed = createNativeEngine({ user: 'per-task' });
+    await crashed.init!({ logger: silentLogger, worker, workDir });
+    // a task was being prepared when the worker died: its user exists, nothing will dispose it
+    await crashed.newSandboxBuilder({
+      task: { taskId: 'crash', runId: 0, task: {} as never, worker, rootUrl: 'http://localhost' },
+      payload: { command: ['true'] },
+      log: { write() {}, info() {}, warn() {}, error() {}, addSecret() {} },
+      signal: new AbortController().signal,
+      logger: silentLogger,
+      artifacts: {} as never,
+    });
+    const markers = await readdirSafe(join(workDir, 'native-state'));
+    expect(markers).toHaveLength(1);
+    const name = markers[0]!.replace(/^user:/, '');
+    expect(await userExists(name)).toBe(true);
+    const next = createNativeEngine({ user: 'per-task' });
+    await next.init!({ logger: silentLogger, worker, workDir });
+    expect(await userExists(name)).toBe(false);
+    await expect(stat(join('/home', name))).rejects.toThrow(/ENOENT/);
+    expect(await readdirSafe(join(workDir, 'native-state'))).toEqual([]);
+    await crashed.dispose?.();
+    await next.dispose?.();
+    await rm(workDir, { recursive: true, force: true });
+  });
+
   it('refuses to run tasks as root unless allowRoot is set', async () => {
     const engine = createNativeEngine({ user: 'current' });
     const workDir = await mkdtemp(join(tmpdir(), 'tcw-native-test-'));
@@ -249,6 +304,35 @@ describe('users', () => {
     await rm(workDir, { recursive: true, force: true });
     expect(TcwError.isInstance(error) && (error as TcwError).code).toBe(ConfigError.code);
     expect(String((error as Error).message)).toContain('engines.native.user');
+  });
+});
+
+describe('payload and builder', () => {
+  it('rejects a payload without a usable command, naming /command', async () => {
+    const engine = await engineWith();
+    for (const command of [[], 'echo hi', [[]], [['ok'], 'mixed']]) {
+      await expect(runSandbox(engine, { command })).rejects.toThrow(/\/command/);
+    }
+  });
+
+  it('writeFile puts a file in the task dir, owned by the task user, with its mode', async () => {
+    const engine = await engineWith({ user: 'per-task' });
+    const run = await runSandbox(
+      engine,
+      { command: ['sh', '-c', 'cat conf/a.txt; stat -c "%U %a" conf/a.txt'] },
+      { configure: (b) => b.writeFile('conf/a.txt', 'from-the-worker\n', 0o600) },
+    );
+    const log = await run.log();
+    expect(log).toContain('from-the-worker');
+    expect(log).toMatch(/tcw-task-[0-9a-f]{8} 600/);
+    await run.dispose();
+  });
+
+  it('writeFile refuses paths outside the task dir', async () => {
+    const engine = await engineWith();
+    await expect(
+      runSandbox(engine, { command: ['true'] }, { configure: (b) => b.writeFile('../../etc/evil', 'x') }),
+    ).rejects.toMatchObject({ code: 'ERR_MALFORMED_PAYLOAD' });
   });
 });
 
