@@ -241,7 +241,7 @@ export function createNativeEngine(options: NativeEngineOptions = {}): EngineV1 
 
   /** Users and folders a crashed predecessor (same work dir) left behind. */
   const cleanLeftovers = async () => {
-    for (const name of await readdir(stateDir!)) {
+    for (const name of await readdir(stateDir!).catch(() => [] as string[])) {
       const [kind, ...rest] = name.split(':');
       const value = rest.join(':');
       logger.info({ kind, value }, 'removing what a previous worker left behind');
@@ -255,7 +255,7 @@ export function createNativeEngine(options: NativeEngineOptions = {}): EngineV1 
       await rm(join(stateDir!, name), { force: true });
     }
     if (userMode?.kind !== 'per-task') {
-      for (const name of await readdir(tasksDir!)) {
+      for (const name of await readdir(tasksDir!).catch(() => [] as string[])) {
         if (name.startsWith(FOLDER_PREFIX) && !keepTaskDirs) {
           await rm(join(tasksDir!, name), { recursive: true, force: true });
         }
@@ -280,6 +280,8 @@ export function createNativeEngine(options: NativeEngineOptions = {}): EngineV1 
     },
     async dispose() {
       if (cgroups) await teardownCgroups(cgroups).catch(() => {});
+      // task users of sandboxes that were never disposed (a caller's bug, or a crash mid-task)
+      if (initialised && stateDir) await initialised.then(cleanLeftovers, () => {});
     },
   };
 

@@ -49,6 +49,16 @@ export async function processesWith(marker: string): Promise<number[]> {
   return found;
 }
 
+/** Whether a process exists and is not a zombie (PID 1 here may be slow to reap orphans). */
+export async function alive(pid: number): Promise<boolean> {
+  try {
+    const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
+  } catch {
+    return false;
+  }
+}
+
 export async function until(check: () => Promise<boolean>, ms: number): Promise<boolean> {
   const end = Date.now() + ms;
   while (Date.now() < end) {

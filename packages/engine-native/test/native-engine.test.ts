@@ -1,5 +1,6 @@
 // Interface tests of the native engine with real processes, real signals, real users and real cgroups. They need
 // root on Linux with util-linux and passwd (the CI host: scripts/ci-system-deps.sh); nothing here is mocked.
+import { existsSync } from 'node:fs';
 import { chmod, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -7,11 +8,13 @@ import { ConfigError, silentLogger, TcwError } from '@tcw/core';
 import { runSandbox } from '@tcw/testing';
 import { afterAll, describe, expect, it } from 'vitest';
 import { createNativeEngine } from '../src/index.js';
-import { processesWith, startEngine, until, userExists } from './helpers.js';
+import { alive, processesWith, startEngine, until, userExists } from './helpers.js';
 
 const cleanups: Array<() => Promise<void>> = [];
 afterAll(async () => {
-  for (const cleanup of cleanups) await cleanup();
+  const failures: unknown[] = [];
+  for (const cleanup of cleanups) await cleanup().catch((e: unknown) => failures.push(e));
+  expect(failures).toEqual([]);
 });
 
 async function engineWith(options: Parameters<typeof startEngine>[0] = {}) {
@@ -171,30 +174,43 @@ describe('no process outlives its task', () => {
     const engine = await engineWith();
     const run = await runSandbox(engine, {
       command: [
-        ['sh', '-c', "(setsid sh -c 'echo pong > daemon.out; sleep 3600' &)"],
-        ['sh', '-c', 'sleep 0.3; cat daemon.out; pgrep -f "sleep 3600" >/dev/null && echo daemon-alive'],
+        ['sh', '-c', "(setsid sh -c 'echo $$ > daemon.tmp && mv daemon.tmp daemon.pid; exec sleep 3600' &)"],
+        [
+          'sh',
+          '-c',
+          'i=0; while [ ! -f daemon.pid ] && [ $i -lt 200 ]; do sleep 0.05; i=$((i+1)); done; kill -0 "$(cat daemon.pid)" && echo "daemon-alive $(cat daemon.pid)"',
+        ],
       ],
     });
-    expect(await run.log()).toContain('daemon-alive');
+    const pid = Number(/daemon-alive (\d+)/.exec(await run.log())?.[1]);
+    expect(pid).toBeGreaterThan(0);
+    // and it is gone with the task
+    expect(await alive(pid)).toBe(false);
     await run.dispose();
   });
 
   it('SIGTERM comes first: a task that traps it can clean up within the grace period', async () => {
     const engine = await engineWith();
+    const ready = join(tmpdir(), `${marker()}.ready`); // the task says when its trap is set
     const run = await runSandbox(
       engine,
       {
-        command: ['sh', '-c', 'trap "echo got-term; exit 0" TERM; echo ready; while :; do sleep 0.05; done'],
+        command: [
+          'sh',
+          '-c',
+          `trap "echo got-term; exit 0" TERM; touch ${ready}; while :; do sleep 0.05; done`,
+        ],
       },
       {
         onStarted: async (sandbox) => {
-          await new Promise((r) => setTimeout(r, 500));
+          expect(await until(async () => existsSync(ready), 10_000)).toBe(true);
           await sandbox.abort({ graceMs: 5000 });
         },
       },
     );
     expect(await run.log()).toContain('got-term');
     await run.dispose();
+    await rm(ready, { force: true });
   });
 });
 
