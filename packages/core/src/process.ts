@@ -22,7 +22,7 @@ export interface SpawnTreeOptions {
   env: Record<string, string>;
   /** `pipe` gives a writable `stdin`; default `ignore`. */
   stdin?: 'pipe' | 'ignore';
-  /** `auto` (default): a PID namespace where possible, else a process group. */
+  /** `auto` (default): a PID namespace where possible, else a process group; `cgroup` is used with `cgroups` (without them it means `auto`). */
   isolation?: 'auto' | Isolation;
   /** Run as this user (the worker must be root). */
   user?: { uid: number; gid: number; groups?: number[] };
