@@ -6,22 +6,35 @@
  *   when it exits or is killed, the kernel kills everything else in the namespace.
  * - `process-group` (everywhere else): the command leads a new process group; a child that calls `setsid` leaves
  *   the group and is not caught.
+ * - `cgroup` (Linux, as root, when the caller passes `cgroups`): the command joins the given cgroups before it runs,
+ *   so every process it starts is a member whatever it does (`setsid`, double fork); `kill()` writes `cgroup.kill`
+ *   (cgroup v2) or SIGKILLs every member until none is left (v1).
  */
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { existsSync, writeFileSync } from 'node:fs';
 import { readdir, readFile, readlink } from 'node:fs/promises';
 import type { Readable, Writable } from 'node:stream';
 
-export type Isolation = 'pid-namespace' | 'process-group';
+export type Isolation = 'pid-namespace' | 'process-group' | 'cgroup';
 
 export interface SpawnTreeOptions {
   cwd: string;
   env: Record<string, string>;
   /** `pipe` gives a writable `stdin`; default `ignore`. */
   stdin?: 'pipe' | 'ignore';
-  /** `auto` (default): a PID namespace where possible, else a process group. */
+  /** `auto` (default): a PID namespace where possible, else a process group; `cgroup` is used with `cgroups` (without them it means `auto`). */
   isolation?: 'auto' | Isolation;
   /** Run as this user (the worker must be root). */
   user?: { uid: number; gid: number; groups?: number[] };
+  /**
+   * Existing cgroup directories (made by the caller, e.g. `/sys/fs/cgroup/tcw/task-1`, plus cgroup v1 `memory` or
+   * `pids` folders on a hybrid host) the command joins before it runs (Linux, root; needs `/bin/sh`). The first one
+   * is the tree: `pids()` lists its `cgroup.procs`, `kill()` writes its `cgroup.kill` (v2) or SIGKILLs its members
+   * (v1). Isolation is then `cgroup` unless `isolation` asks for a PID namespace too. With cgroups, `exited`
+   * resolves when the command itself exits: the rest of the tree lives until `kill()` or `terminate()`, and
+   * `terminate()` resolves once the cgroup is empty. The caller removes the directories.
+   */
+  cgroups?: readonly string[];
 }
 
 export interface TreeExit {
@@ -116,16 +129,54 @@ function signalAll(pids: number[], signal: NodeJS.Signals): void {
   }
 }
 
+async function cgroupMembers(dir: string): Promise<number[]> {
+  try {
+    const text = await readFile(`${dir}/cgroup.procs`, 'utf8');
+    return text.trim().split(/\s+/).filter(Boolean).map(Number);
+  } catch {
+    return [];
+  }
+}
+
+/** Joins the cgroups named before `--` (as root), then runs the rest; exit 125 when a cgroup cannot be joined. */
+const JOIN_CGROUPS =
+  'while [ "$1" != "--" ]; do echo 0 > "$1/cgroup.procs" || { echo "tcw: cannot join cgroup $1" >&2; exit 125; }; shift; done; shift; exec "$@"';
+
 /** Starts `argv` (no shell) so that its whole process tree can be ended. */
 export function spawnTree(argv: readonly string[], options: SpawnTreeOptions): TreeProcess {
   if (argv.length === 0) throw new TypeError('spawnTree needs a command');
   const wanted = options.isolation ?? 'auto';
-  const isolation: Isolation =
-    wanted === 'auto' ? (pidNamespaceSupported() ? 'pid-namespace' : 'process-group') : wanted;
+  const cgroups = options.cgroups?.length ? [...options.cgroups] : undefined;
+  const treeCgroup = cgroups?.[0];
+  const isolation: Isolation = cgroups
+    ? wanted === 'pid-namespace'
+      ? 'pid-namespace'
+      : 'cgroup'
+    : wanted === 'auto' || wanted === 'cgroup'
+      ? pidNamespaceSupported()
+        ? 'pid-namespace'
+        : 'process-group'
+      : wanted;
   let file: string;
   let args: string[];
   const spawnUser: { uid?: number; gid?: number } = {};
-  if (isolation === 'pid-namespace') {
+  if (isolation === 'cgroup' || (cgroups && isolation === 'pid-namespace')) {
+    const drop = options.user
+      ? [
+          'setpriv',
+          `--reuid=${options.user.uid}`,
+          `--regid=${options.user.gid}`,
+          options.user.groups?.length ? `--groups=${options.user.groups.join(',')}` : '--clear-groups',
+          '--',
+        ]
+      : [];
+    const ns =
+      isolation === 'pid-namespace'
+        ? ['unshare', '--pid', '--fork', '--kill-child', '--mount-proc', '--']
+        : [];
+    file = '/bin/sh';
+    args = ['-c', JOIN_CGROUPS, 'tcw-cgroup', ...cgroups!, '--', ...ns, ...drop, ...argv];
+  } else if (isolation === 'pid-namespace') {
     const drop = options.user
       ? [
           'setpriv',
@@ -174,12 +225,30 @@ export function spawnTree(argv: readonly string[], options: SpawnTreeOptions): T
   };
   if (isolation === 'pid-namespace') void namespaceOf();
 
+  let ended = false;
+  /** The cgroup is empty and the command itself has exited (it may not have joined the cgroup yet). */
+  const cgroupEmpty = async (waitMs: number): Promise<boolean> => {
+    const end = Date.now() + waitMs;
+    for (;;) {
+      if (ended && (await cgroupMembers(treeCgroup!)).length === 0) return true;
+      if (Date.now() >= end) return false;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  };
+
   const exited = new Promise<TreeExit>((resolve) => {
-    child.once('error', () => resolve({ code: 127, signal: null }));
-    child.once('exit', (code, signal) => resolve({ code, signal }));
+    child.once('error', () => {
+      ended = true;
+      resolve({ code: 127, signal: null });
+    });
+    child.once('exit', (code, signal) => {
+      ended = true;
+      resolve({ code, signal });
+    });
   });
 
   const pids = async (): Promise<number[]> => {
+    if (treeCgroup) return (await cgroupMembers(treeCgroup)).sort((a, b) => a - b);
     if (isolation === 'process-group') return pid > 0 ? pidsInGroup(pid) : [];
     const link = await namespaceOf();
     const inNs = link ? await pidsInNamespace(link) : [];
@@ -188,6 +257,19 @@ export function spawnTree(argv: readonly string[], options: SpawnTreeOptions): T
   };
 
   const kill = () => {
+    if (treeCgroup) {
+      if (existsSync(`${treeCgroup}/cgroup.kill`)) {
+        try {
+          writeFileSync(`${treeCgroup}/cgroup.kill`, '1');
+        } catch {
+          // the cgroup is gone
+        }
+      } else {
+        void cgroupMembers(treeCgroup).then((list) => signalAll(list, 'SIGKILL'));
+      }
+      if (pid > 0) signalAll([pid], 'SIGKILL');
+      return;
+    }
     if (pid <= 0) return;
     if (isolation === 'process-group') {
       try {
@@ -206,7 +288,19 @@ export function spawnTree(argv: readonly string[], options: SpawnTreeOptions): T
     }
   };
 
+  const terminateCgroup = async (graceMs: number): Promise<TreeExit> => {
+    if (graceMs > 0) {
+      // the command itself too: it may still be joining the cgroup
+      signalAll([...(await cgroupMembers(treeCgroup!)), ...(ended ? [] : [pid])], 'SIGTERM');
+      if (await cgroupEmpty(graceMs)) return exited;
+    }
+    // v1 has no cgroup.kill: members forking while they are signalled need more rounds
+    for (let round = 0; round < 100 && !(await cgroupEmpty(round === 0 ? 0 : 50)); round++) kill();
+    return exited;
+  };
+
   const terminate = async (graceMs: number): Promise<TreeExit> => {
+    if (treeCgroup) return terminateCgroup(graceMs);
     if (graceMs > 0 && child.exitCode === null && child.signalCode === null) {
       if (isolation === 'process-group') {
         try {

@@ -1,5 +1,5 @@
 // Real child processes and signals: the process tree helper must end every process a command started.
-import { readdir, readFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rmdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { describe, expect, it } from 'vitest';
 import { pidNamespaceSupported, spawnTree } from '../src/process.js';
@@ -49,7 +49,12 @@ describe('spawnTree', () => {
     let err = '';
     tree.stdout.on('data', (c) => (out += c));
     tree.stderr.on('data', (c) => (err += c));
+    const closed = Promise.all([
+      new Promise((r) => tree.stdout.once('close', r)),
+      new Promise((r) => tree.stderr.once('close', r)),
+    ]);
     const exit = await tree.exited;
+    await closed; // 'exit' may come before the last output
     expect(exit.code).toBe(7);
     expect(out).toBe('out:hello\n');
     expect(err).toBe('err\n');
@@ -104,5 +109,62 @@ describe('spawnTree', () => {
     expect(await until(async () => (await processesWithArg(marker)).length > 0, 3000)).toBe(true);
     await tree.terminate(0);
     expect(await until(async () => (await processesWithArg(marker)).length === 0, 3000)).toBe(true);
+  });
+});
+
+/** The worker's own cgroup v2 folder (pure v2 at /sys/fs/cgroup, or the hybrid /sys/fs/cgroup/unified). */
+async function ownCgroupV2(): Promise<string> {
+  const mounts = await readFile('/proc/self/mountinfo', 'utf8');
+  const line = mounts.split('\n').find((l) => l.split(' - ')[1]?.startsWith('cgroup2 '));
+  if (!line) throw new Error('this test needs a cgroup v2 mount (Linux, root)');
+  const mountPoint = line.split(' ')[4]!;
+  const own = (await readFile('/proc/self/cgroup', 'utf8')).split('\n').find((l) => l.startsWith('0::'))!;
+  return `${mountPoint}${own.slice(3)}`.replace(/\/$/, '');
+}
+
+describe('spawnTree with cgroups (real cgroup v2 on this root CI host)', () => {
+  it('catches setsid grandchildren and double-forked daemons; terminate() empties the cgroup', async () => {
+    const base = await ownCgroupV2();
+    const dir = `${base}/tcw-process-test-${process.pid}-${Date.now()}`;
+    await mkdir(dir);
+    try {
+      const marker = `${5000 + Math.floor(Math.random() * 1000)}.5`;
+      const script = [
+        `setsid sleep ${marker} &`,
+        `(setsid sh -c 'sleep ${marker} & exit 0' &)`,
+        'echo started',
+      ].join('\n');
+      const tree = spawnTree(['sh', '-c', script], { cwd: tmpdir(), env, cgroups: [dir] });
+      expect(tree.isolation).toBe('cgroup');
+      const exit = await tree.exited;
+      expect(exit.code).toBe(0);
+      // the command is gone; its setsid child and the daemon are still there, in the cgroup
+      expect(await until(async () => (await processesWithArg(marker)).length >= 2, 5000)).toBe(true);
+      const members = await tree.pids();
+      for (const pid of await processesWithArg(marker)) expect(members).toContain(pid);
+      await tree.terminate(300);
+      expect(await processesWithArg(marker)).toEqual([]);
+      expect(await tree.pids()).toEqual([]);
+    } finally {
+      await rmdir(dir);
+    }
+  });
+});
+
+describe('spawnTree with cgroups, ended at once', () => {
+  it('terminate() right after the start ends the command even before it has joined its cgroup', async () => {
+    const base = await ownCgroupV2();
+    const dir = `${base}/tcw-process-test-${process.pid}-${Date.now()}-early`;
+    await mkdir(dir);
+    try {
+      for (const grace of [0, 200]) {
+        const tree = spawnTree(['sleep', '3600'], { cwd: tmpdir(), env, cgroups: [dir] });
+        const exit = await tree.terminate(grace);
+        expect(exit.code).toBeNull();
+        expect(await tree.pids()).toEqual([]);
+      }
+    } finally {
+      await rmdir(dir);
+    }
   });
 });
