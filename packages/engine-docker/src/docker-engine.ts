@@ -97,7 +97,8 @@ export const payloadSchemaPart: PayloadSchemaPart = {
             type: { const: 'task-image' },
             taskId: {
               type: 'string',
-              pattern: '^[A-Za-z0-9_-]{8}[Q-T][A-Za-z0-9_-][CGKOSWaeimquy26-][A-Za-z0-9_-]{10}[AQgw]$',
+              pattern: '^[A-Za-z0-9_-]{1,64}$',
+              description: 'The task that uploaded the tarball',
             },
             path: { type: 'string', minLength: 1 },
           },
