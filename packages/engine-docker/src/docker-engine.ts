@@ -385,6 +385,17 @@ export function createDockerEngine(options: DockerEngineOptions = {}): DockerEng
             });
           } catch (error) {
             images.release(imageId);
+            if (statusOf(error) === 400) {
+              const message = dockerMessage(error);
+              throw new MalformedPayloadError([
+                {
+                  pointer: /command/i.test(message) ? '/command' : '',
+                  message: /no command/i.test(message)
+                    ? 'the image has no default command: the payload must give one'
+                    : `dockerd refused the container: ${message}`,
+                },
+              ]);
+            }
             throw new InternalError(`dockerd cannot create the container: ${dockerMessage(error)}`, {
               cause: error,
             });
