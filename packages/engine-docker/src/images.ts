@@ -1,4 +1,4 @@
-import { readFile, rename, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pipeline, Readable } from 'node:stream';
 import { createGunzip, createZstdDecompress } from 'node:zlib';
@@ -91,6 +91,7 @@ export class ImageManager {
 
   async init(workDir: string, logger: Logger): Promise<void> {
     this.#logger = logger;
+    await mkdir(workDir, { recursive: true });
     this.#stateFile = join(workDir, 'docker-images.json');
     try {
       const saved = JSON.parse(await readFile(this.#stateFile, 'utf8')) as CacheEntry[];
@@ -340,9 +341,17 @@ export class ImageManager {
 
   async #save(): Promise<void> {
     if (!this.#stateFile) return;
-    const tmp = `${this.#stateFile}.tmp`;
-    await writeFile(tmp, JSON.stringify([...this.#entries.values()]));
-    await rename(tmp, this.#stateFile);
+    const tmp = `${this.#stateFile}.${process.pid}.${Math.random().toString(36).slice(2)}.tmp`;
+    try {
+      await writeFile(tmp, JSON.stringify([...this.#entries.values()]));
+      await rename(tmp, this.#stateFile);
+    } catch (error) {
+      // the cache still works in memory; after a restart, images are looked up again
+      this.#logger.warn(
+        { file: this.#stateFile, error: (error as Error).message },
+        'cannot save the image cache state',
+      );
+    }
   }
 }
 
