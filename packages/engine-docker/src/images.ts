@@ -42,13 +42,20 @@ interface CacheEntry {
 const NAME_COMPONENT = '[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*';
 const DOMAIN =
   '(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)(?:\\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*(?::[0-9]+)?';
-const REFERENCE = new RegExp(
-  `^(?:${DOMAIN}/)?${NAME_COMPONENT}(?:/${NAME_COMPONENT})*(?::[\\w][\\w.-]{0,127})?(?:@sha256:[a-f0-9]{64})?$`,
+const DOMAIN_RE = new RegExp(`^${DOMAIN}$`);
+const PATH_RE = new RegExp(
+  `^${NAME_COMPONENT}(?:/${NAME_COMPONENT})*(?::[\\w][\\w.-]{0,127})?(?:@sha256:[a-f0-9]{64})?$`,
 );
 
 /** Is `name` a syntactically valid image reference? */
 export function isValidImageName(name: string): boolean {
-  return name.length <= 255 && REFERENCE.test(name);
+  if (name.length > 255) return false;
+  const slash = name.indexOf('/');
+  const first = slash < 0 ? '' : name.slice(0, slash);
+  if (first && (first.includes('.') || first.includes(':') || first === 'localhost')) {
+    return DOMAIN_RE.test(first) && PATH_RE.test(name.slice(slash + 1));
+  }
+  return PATH_RE.test(name);
 }
 
 /** The registry host of an image name (`docker.io` when there is none). */
@@ -61,7 +68,7 @@ export function registryOf(name: string): string {
 
 /** Errors a registry returns for a name that does not exist (or that we may not see): the task's mistake. */
 const NOT_FOUND =
-  /not found|manifest unknown|name unknown|does not exist|pull access denied|unauthorized|denied|invalid reference|repository name must/i;
+  /not found|manifest unknown|name unknown|does not exist|pull access denied|unauthorized|denied|no basic auth credentials|authentication required|invalid reference|repository name must/i;
 
 /**
  * Finds, pulls and loads images for tasks; remembers (in `<workDir>/docker-images.json`) which images it brought
@@ -358,7 +365,8 @@ export class ImageManager {
 /** The message dockerd (or the registry behind it) gave, without dockerode's "(HTTP code …) …" wrapping. */
 export function dockerMessage(error: unknown): string {
   const e = error as { json?: { message?: string }; reason?: string; message?: string };
-  return e.json?.message ?? e.message ?? String(error);
+  const message = e.json?.message ?? e.message ?? String(error);
+  return message.replace(/^\(HTTP code \d+\) [^-]*- /, '').trim();
 }
 
 /** A `docker save` tarball, plain, gzip or zstd compressed (told apart by their magic bytes), as a tar stream. */

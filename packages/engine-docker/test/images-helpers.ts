@@ -22,22 +22,37 @@ export interface LocalRegistry {
   stop(): Promise<void>;
 }
 
-export async function startRegistry(): Promise<LocalRegistry> {
+/** A fixed test account (bcrypt hash of `tcw-test-password`, made with Python's crypt module). */
+export const REGISTRY_USER = {
+  username: 'tcw-test',
+  password: 'tcw-test-password',
+  htpasswd: 'tcw-test:$2b$12$aOP4n51HsxnIsqUqmUPAZuqxDE2kLmCNAV0HGEm7YBPOJX.7PLXYC\n',
+};
+
+export async function startRegistry(
+  options: { storage?: string; auth?: boolean } = {},
+): Promise<LocalRegistry> {
   const dir = await mkdtemp(join(tmpdir(), 'tcw-registry-'));
+  const storage = options.storage ?? join(dir, 'data');
   const port = await freePort();
   const config = join(dir, 'config.yml');
+  let auth = '';
+  if (options.auth) {
+    await writeFile(join(dir, 'htpasswd'), REGISTRY_USER.htpasswd);
+    auth = `auth:\n  htpasswd:\n    realm: tcw-test\n    path: ${dir}/htpasswd\n`;
+  }
   await writeFile(
     config,
-    `version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: ${dir}/data\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:${port}\n`,
+    `version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: ${storage}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:${port}\n${auth}`,
   );
   const child: ChildProcess = spawn('/usr/bin/docker-registry', ['serve', config], { stdio: 'ignore' });
   const host = `127.0.0.1:${port}`;
   for (let i = 0; i < 100; i++) {
-    const ok = await fetch(`http://${host}/v2/`).then(
-      (r) => r.ok,
+    const up = await fetch(`http://${host}/v2/`).then(
+      (r) => r.ok || r.status === 401,
       () => false,
     );
-    if (ok) break;
+    if (up) break;
     await new Promise((r) => setTimeout(r, 100));
   }
   return {

@@ -12,6 +12,7 @@ import {
   docker,
   freePort,
   type LocalRegistry,
+  REGISTRY_USER,
   runDirect,
   saveImage,
   startArtifactServer,
@@ -63,6 +64,44 @@ describe('docker engine: images from a registry', () => {
     expect(imageExists(remote)).toBe(true);
     await run.result.dispose();
     docker('rmi', remote);
+  });
+
+  it('a private registry: refused without credentials, pulled with the configured ones (masked in the log)', async () => {
+    // push to an open registry, then serve the same storage with htpasswd auth
+    const storage = await mkdtemp(join(tmpdir(), 'tcw-registry-storage-'));
+    const open = await startRegistry({ storage });
+    const local = `tcw-test/private-src-${rand()}:v1`;
+    const marker = `private-${rand()}`;
+    await buildMarkerImage(local, marker);
+    const path = `tcw/private-${rand()}:v1`;
+    docker('tag', local, `${open.host}/${path}`);
+    docker('push', `${open.host}/${path}`);
+    docker('rmi', local, `${open.host}/${path}`);
+    await open.stop();
+    const closed = await startRegistry({ storage, auth: true });
+    const remote = `${closed.host}/${path}`;
+    try {
+      const refused = await failure(runDirect(engine(), { image: remote, command: ['cat', '/marker.txt'] }));
+      expect(MalformedPayloadError.isMalformedPayload(refused)).toBe(true);
+      expect(refused.log).toMatch(/no basic auth credentials|unauthorized|authentication required/i);
+      const run = await runDirect(
+        engine({
+          registries: {
+            [closed.host]: { username: REGISTRY_USER.username, password: REGISTRY_USER.password },
+          },
+        }),
+        { image: remote, command: ['cat', '/marker.txt'] },
+      );
+      expect(run.result.success).toBe(true);
+      expect(run.log).toContain(marker);
+      expect(run.log).toContain(`(with the credentials for ${closed.host})`);
+      expect(run.log).not.toContain(REGISTRY_USER.password);
+      await run.result.dispose();
+      docker('rmi', remote);
+    } finally {
+      await closed.stop();
+      await rm(storage, { recursive: true, force: true });
+    }
   });
 
   it('an image the registry does not have → malformed-payload with the registry’s message in the log', async () => {
