@@ -448,6 +448,7 @@ async function runContainer(
   let aborted = false;
   let startError: Error | undefined;
   let streamEnded: Promise<void> = Promise.resolve();
+  let waiting: Promise<unknown> = Promise.resolve({ StatusCode: 0 });
   try {
     if (files.length) {
       const pack = tar.pack();
@@ -467,6 +468,9 @@ async function runContainer(
     });
     const out = logWritable((chunk) => opts.log.write(chunk));
     docker.modem.demuxStream(stream, out, out);
+    // like the docker CLI: wait for the next exit before starting, so that even an instant exit is seen
+    waiting = container.wait({ condition: 'next-exit' });
+    waiting.catch(() => undefined);
     await container.start();
   } catch (error) {
     if (statusOf(error) === undefined) {
@@ -484,8 +488,9 @@ async function runContainer(
         oomKilled: false,
       })
     : (async () => {
-        const status = (await container.wait()) as { StatusCode: number };
-        const info = await container.inspect().catch(() => undefined);
+        const status = (await waiting) as { StatusCode: number };
+        // 137 = SIGKILL, which is what the OOM killer sends: only then is it worth asking why
+        const info = status.StatusCode === 137 ? await container.inspect().catch(() => undefined) : undefined;
         return { code: status.StatusCode, oomKilled: info?.State?.OOMKilled === true };
       })();
 

@@ -126,7 +126,8 @@ export class ImageManager {
     }
     const entry = await pending;
     entry.lastUsed = Date.now();
-    await this.#save();
+    // only images we brought in are tracked (and may be removed by the LRU)
+    if (this.#entries.get(key) === entry) await this.#save();
     return entry.id;
   }
 
