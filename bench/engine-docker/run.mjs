@@ -1,11 +1,15 @@
-// A trivial container task through @tcw/engine-docker (build → start → wait → dispose, i.e. create, attach, start,
-// wait, remove) against `docker run --rm` of the same image and command, alternated, on the same dockerd.
+// A trivial container task through @tcw/engine-docker (newSandboxBuilder → start → wait → dispose: image lookup,
+// create, attach, start, wait, remove; output into a task log file) against `docker run --rm` of the same image and
+// command, alternated, on the same dockerd.
 // Usage (after `pnpm build`): node_modules/.bin/node bench/engine-docker/run.mjs [iterations]
 // Needs a running dockerd and the test image (scripts/build-test-images.sh).
 import { execFile } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { silentLogger, TaskLog } from '../../packages/core/dist/index.js';
 import { createDockerEngine } from '../../packages/engine-docker/dist/index.js';
-import { runSandbox } from '../../packages/testing/dist/index.js';
 
 const run = promisify(execFile);
 const image = process.env.TCW_TEST_IMAGE ?? 'tcw-test/busybox:latest';
@@ -21,12 +25,32 @@ async function viaDockerCli() {
 
 const engine = createDockerEngine();
 await engine.checkDaemon();
+const task = {
+  taskId: 'bench',
+  runId: 0,
+  rootUrl: 'http://127.0.0.1:1',
+  worker: { taskQueueId: 'bench/docker', workerGroup: 'bench', workerId: 'bench' },
+  task: { scopes: [] },
+};
+// what the worker does per task with the engine: a task log file, build, start, wait (output into the log), remove
 async function viaTcw() {
+  const dir = await mkdtemp(join(tmpdir(), 'tcw-bench-'));
+  const log = TaskLog.create(join(dir, 'live.log'));
   const t0 = performance.now();
-  const r = await runSandbox(engine, { image, command });
-  if (!r.result.success) throw new Error('task failed');
-  await r.dispose();
-  return performance.now() - t0;
+  const builder = await engine.newSandboxBuilder({
+    task,
+    payload: { image, command },
+    log,
+    signal: new AbortController().signal,
+    logger: silentLogger,
+  });
+  const result = await (await builder.start()).wait();
+  if (!result.success) throw new Error('task failed');
+  await result.dispose();
+  const elapsed = performance.now() - t0;
+  await log.close();
+  await rm(dir, { recursive: true, force: true });
+  return elapsed;
 }
 
 const stats = (xs) => {
