@@ -232,6 +232,19 @@ describe('docker engine in a worker', () => {
     await tw.stop();
   });
 
+  it('cancelTask: the container is stopped and removed', async () => {
+    const tw = await startTestWorker({ engine: engine(), worker: { cancelPollMs: 100, abortGraceMs: 1000 } });
+    const taskId = tw.submit(sh('echo started; sleep 300'));
+    for (let i = 0; i < 400 && containersOfTask(taskId).length === 0; i++)
+      await new Promise((r) => setTimeout(r, 25));
+    expect(containersOfTask(taskId)).toHaveLength(1);
+    tw.queue.cancelTask(taskId);
+    const result = await tw.result(taskId);
+    expect(result.resolution).toBe('exception/canceled');
+    await tw.stop();
+    expect(containersOfTask(taskId)).toEqual([]);
+  });
+
   it('runSandbox: a payload without image is refused by the schema', async () => {
     await expect(runSandbox(engine(), { command: ['true'] })).rejects.toThrow(/image/);
   });

@@ -1,11 +1,13 @@
 // Images: pulls from a real registry (Debian's docker-registry on 127.0.0.1), `docker save` tarballs loaded from
 // another task's artifact (served by a local HTTP server in the queue's URL layout), errors, dedup, cache and LRU.
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { MalformedPayloadError, ResourceUnavailableError, TcwError } from '@tcw/core';
+import { MalformedPayloadError, ResourceUnavailableError, silentLogger, TaskLog, TcwError } from '@tcw/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { engine } from './helpers.js';
+import { engine, taskInfo } from './helpers.js';
 import {
   type ArtifactServer,
   buildMarkerImage,
@@ -237,6 +239,33 @@ describe('docker engine: task images (docker save tarballs from artifacts)', () 
     );
     expect(TcwError.hasCode(outage, ResourceUnavailableError.code)).toBe(true);
     expect(outage.log).toContain('HTTP 503 service unavailable');
+  });
+
+  it('an abort while the image is being fetched ends the preparation', async () => {
+    // a server that sends the headers and a first chunk, then stalls
+    const stalled = createServer((_req, res) => {
+      res.writeHead(200, { 'content-length': '100000000' });
+      res.write(Buffer.alloc(1024));
+    });
+    await new Promise<void>((r) => stalled.listen(0, '127.0.0.1', () => r()));
+    const rootUrl = `http://127.0.0.1:${(stalled.address() as AddressInfo).port}`;
+    const controller = new AbortController();
+    const log = TaskLog.create(join(dir, `abort-${rand()}.log`));
+    const preparing = engine().newSandboxBuilder({
+      task: taskInfo(`abort${rand()}`, [], rootUrl),
+      payload: { image: { type: 'task-image', taskId: 'stalled', path: 'public/image.tar' } },
+      log,
+      signal: controller.signal,
+      logger: silentLogger,
+      artifacts: undefined as never,
+    });
+    setTimeout(() => controller.abort(), 300);
+    const error = await failure(preparing);
+    expect(TcwError.hasCode(error, ResourceUnavailableError.code)).toBe(true);
+    expect(error.message).toBe('image load aborted');
+    await log.close();
+    stalled.closeAllConnections();
+    await new Promise((r) => stalled.close(r));
   });
 
   it('beyond imageCacheMaxMb the least recently used loaded image is removed', async () => {
