@@ -16,6 +16,7 @@ import {
   type SandboxOptions,
   type SandboxV1,
   silentLogger,
+  TcwError,
   type VolumeSpec,
   type WorkerIdentity,
 } from '@tcw/core';
@@ -477,16 +478,21 @@ async function runContainer(
       await remove().catch(() => undefined);
       throw new InternalError(`cannot start the container: ${dockerMessage(error)}`, { cause: error });
     }
-    // dockerd refused to start it: the command does not exist or is not executable — the task's own failure
+    // dockerd refused to start it. The command does not exist or is not executable: the task's own failure (exit
+    // code 127 or 126, like the docker CLI). Anything else (the runtime cannot apply the requested privileges, say):
+    // ours, an internal error. The container stays until dispose, for inspection.
     startError = error as Error;
     opts.log.error(`the container did not start: ${dockerMessage(error)}`);
   }
 
+  const startMessage = startError ? dockerMessage(startError) : '';
+  const execProblem = /exec|executable file not found|no such file or directory|permission denied/i.test(
+    startMessage,
+  );
   const exited: Promise<{ code: number | null; oomKilled: boolean }> = startError
-    ? Promise.resolve({
-        code: /not found|no such file/i.test(dockerMessage(startError)) ? 127 : 126,
-        oomKilled: false,
-      })
+    ? execProblem
+      ? Promise.resolve({ code: /not found|no such file/i.test(startMessage) ? 127 : 126, oomKilled: false })
+      : Promise.reject(new InternalError(`dockerd could not start the container: ${startMessage}`))
     : (async () => {
         const status = (await waiting) as { StatusCode: number };
         // 137 = SIGKILL, which is what the OOM killer sends: only then is it worth asking why
@@ -494,6 +500,7 @@ async function runContainer(
         return { code: status.StatusCode, oomKilled: info?.State?.OOMKilled === true };
       })();
 
+  exited.catch(() => undefined); // handled in finish(); no unhandled rejection before wait() is called
   let result: Promise<ResultSetV1> | undefined;
   const finish = async (): Promise<ResultSetV1> => {
     let exit: { code: number | null; oomKilled: boolean };
@@ -502,9 +509,11 @@ async function runContainer(
       exit = await exited;
     } catch (e) {
       exit = { code: null, oomKilled: false };
-      error = new InternalError(`lost track of the container: ${dockerMessage(e)}`, { cause: e });
+      error = TcwError.isInstance(e)
+        ? e
+        : new InternalError(`lost track of the container: ${dockerMessage(e)}`, { cause: e });
     }
-    await Promise.race([streamEnded, new Promise((r) => setTimeout(r, 5000).unref())]);
+    if (!startError) await Promise.race([streamEnded, new Promise((r) => setTimeout(r, 5000).unref())]);
     if (exit.oomKilled)
       opts.log.error('the container ran out of memory (engines.docker.memoryMb) and was killed');
     return {
