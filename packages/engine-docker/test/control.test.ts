@@ -251,7 +251,14 @@ describe('docker engine in a worker', () => {
     expect(containersOfTask(taskId)).toEqual([]);
   });
 
-  it('runSandbox: a payload without image is refused by the schema', async () => {
+  it('the payload schema names the offending field', async () => {
     await expect(runSandbox(engine(), { command: ['true'] })).rejects.toThrow(/image/);
+    await expect(runSandbox(engine(), { image: IMAGE, command: 'echo hi' })).rejects.toThrow(/\/command/);
+    await expect(runSandbox(engine(), { image: { type: 'task-image', taskId: 'abc' } })).rejects.toThrow(
+      /\/image/,
+    );
+    await expect(
+      runSandbox(engine(), { image: IMAGE, capabilities: { devices: { gpu: true } } }),
+    ).rejects.toThrow(/\/capabilities\/devices/);
   });
 });
