@@ -69,6 +69,7 @@ export async function runSandbox(
     signal: new AbortController().signal,
     logger: silentLogger,
     artifacts,
+    credentials: () => claim.credentials,
   });
   try {
     await options.configure?.(builder);

@@ -247,6 +247,7 @@ export class TaskRun {
         signal: this.#abort.signal,
         logger: this.#logger.child({ engine: o.engine.name }),
         artifacts: uploader,
+        credentials: () => this.#credentials,
       });
       await runForward(hookOptions, entries, 'buildSandbox', { builder }, this.#abort.signal);
       this.#checkAbort();

@@ -2,7 +2,7 @@ import type { ArtifactUploader } from '../../artifacts/artifact-uploader.js';
 import type { TaskLogWriter } from '../../log/task-log.js';
 import type { Logger } from '../../logger.js';
 import type { PayloadSchemaPart } from '../../schema/payload-schema.js';
-import type { TaskInfo, WorkerIdentity } from '../../task.js';
+import type { Credentials, TaskInfo, WorkerIdentity } from '../../task.js';
 import type { EngineCapabilities } from './capabilities.js';
 import type { SandboxBuilderV1 } from './sandbox-builder.js';
 
@@ -26,6 +26,11 @@ export interface SandboxOptions {
   logger: Logger;
   /** The worker's artifact upload path (the script engine uploads `./artifacts/` through it). */
   artifacts: ArtifactUploader;
+  /**
+   * The run's current Taskcluster credentials (temporary, scoped to the task), for engines that fetch from the
+   * queue on the task's behalf (a docker image from another task's artifact, say). Absent in older runners.
+   */
+  credentials?: () => Credentials;
 }
 
 /**
