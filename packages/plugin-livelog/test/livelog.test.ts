@@ -1,4 +1,7 @@
+import { writeFile } from 'node:fs/promises';
 import { get, request } from 'node:http';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import {
   BACKING_LOG_NAME,
   ConfigError,
@@ -7,6 +10,7 @@ import {
   type TaskHookContext,
   type TaskLogWriter,
 } from '@tcw/core';
+import { createScriptEngine } from '@tcw/engine-script';
 import { FakeQueue, runPluginTask, startTestWorker } from '@tcw/testing';
 import { describe, expect, it } from 'vitest';
 import provider, { LIVE_LOG_NAME, livelog, parseListen } from '../src/index.js';
@@ -64,6 +68,10 @@ function openReader(url: string) {
       return headers;
     },
     waitFor: (needle: string) => until(() => text.includes(needle)),
+    waitForMatch: async (re: RegExp) => {
+      await until(() => re.test(text));
+      return re.exec(text) as RegExpExecArray;
+    },
     end: () => until(() => ended),
   };
 }
@@ -311,6 +319,54 @@ describe('livelog plugin: artifacts on every path', () => {
       await expect(startTestWorker({ plugins: [livelog({ listen: `127.0.0.1:${port}` })] })).rejects.toThrow(
         /EADDRINUSE/,
       );
+    } finally {
+      await tw.stop();
+    }
+  });
+});
+
+describe('livelog plugin: with a real process (script engine)', () => {
+  it('a reader attached mid-task sees the whole log from byte 0, then lines as the process prints them', async () => {
+    const fixture = fileURLToPath(new URL('./fixtures/chatty.mjs', import.meta.url));
+    const engine = createScriptEngine({
+      command: [process.execPath, fixture],
+      schema: {
+        type: 'object',
+        required: ['before', 'after'],
+        properties: { before: { type: 'integer' }, after: { type: 'integer' } },
+      },
+    });
+    const tw = await startTestWorker({ engine, plugins: [livelog()] });
+    try {
+      const taskId = tw.submit({ before: 50, after: 50 });
+      // the reference exists from `prepare` on; the process then prints and waits for `go`
+      let url: string | undefined;
+      while (!url) {
+        url = tw.queue.artifacts(taskId, 0).get(LIVE_LOG_NAME)?.url;
+        if (!url) await new Promise((r) => setTimeout(r, 10));
+      }
+      // a first reader follows the task until the process has printed its lines and waits for `go` ...
+      const first = openReader(url);
+      await first.ready;
+      const cwd = (await first.waitForMatch(/\ncwd=(.*)\n/))[1] as string;
+      expect(first.text).toContain('before 0\nbefore 1\n');
+      expect(first.text).toContain('before 49\n');
+      expect(first.text).not.toContain('after 0');
+      // ... then a second reader attaches mid-task: it gets everything from byte 0
+      const late = openReader(url);
+      await late.ready;
+      await late.waitFor(`cwd=${cwd}\n`);
+      expect(late.text).toBe(first.text);
+      expect(late.text.startsWith('[taskcluster ')).toBe(true);
+      // and then the lines the process prints from now on
+      await writeFile(join(cwd, 'go'), '');
+      await late.waitFor('after 49\n');
+      const result = await tw.result(taskId);
+      await Promise.all([first.end(), late.end()]);
+      expect(result.resolution).toBe('completed');
+      expect(late.text).toBe(result.log);
+      expect(first.text).toBe(result.log);
+      expect(result.artifacts.get(LIVE_LOG_NAME)?.storageType).toBe('link');
     } finally {
       await tw.stop();
     }
