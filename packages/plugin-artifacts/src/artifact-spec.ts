@@ -1,5 +1,13 @@
 import { posix } from 'node:path';
-import { MalformedPayloadError, type PayloadProblem, type PayloadSchemaPart } from '@tcw/core';
+import {
+  BACKING_LOG_NAME,
+  MalformedPayloadError,
+  type PayloadProblem,
+  type PayloadSchemaPart,
+} from '@tcw/core';
+
+/** Names the worker itself uses for the task log: a task's artifact may not take them. */
+export const RESERVED_NAMES: ReadonlySet<string> = new Set([BACKING_LOG_NAME, 'public/logs/live.log']);
 
 /** One entry of the payload's `artifacts` list (generic-worker's shape). */
 export interface ArtifactSpec {
@@ -95,7 +103,12 @@ export function checkSpecs(specs: readonly ArtifactSpec[]): CheckedSpec[] {
     }
     const name = spec.name ?? defaultName(normal);
     const previous = names.get(name);
-    if (previous !== undefined) {
+    if (RESERVED_NAMES.has(name)) {
+      problems.push({
+        pointer: `/artifacts/${index}/name`,
+        message: `artifact name ${JSON.stringify(name)} is reserved for the task log`,
+      });
+    } else if (previous !== undefined) {
       problems.push({
         pointer: `/artifacts/${index}/name`,
         message: `artifact name ${JSON.stringify(name)} is already used by /artifacts/${previous}`,

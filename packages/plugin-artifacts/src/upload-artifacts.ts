@@ -15,7 +15,7 @@ import {
   type TaskLogWriter,
   type UploadedArtifact,
 } from '@tcw/core';
-import type { CheckedSpec } from './artifact-spec.js';
+import { type CheckedSpec, RESERVED_NAMES } from './artifact-spec.js';
 
 export interface UploadArtifactsOptions {
   specs: readonly CheckedSpec[];
@@ -189,6 +189,12 @@ export async function uploadArtifacts(options: UploadArtifactsOptions): Promise<
         if (!result.extractFolder) throw new InternalError('the engine cannot extract folders');
         await result.extractFolder(spec.path, async (relPath, file) => {
           const name = `${spec.name}/${relPath}`;
+          if (RESERVED_NAMES.has(name)) {
+            if ('stream' in file) file.stream.destroy();
+            log.error(`Artifact ${name}: the name is reserved for the task log; not uploaded`);
+            outcome.ok = false;
+            return;
+          }
           if ('refused' in file) {
             jobs.push(errorArtifact(spec, name, 'invalid-resource-on-worker', file.refused));
             return;

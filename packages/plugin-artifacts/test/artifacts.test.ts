@@ -64,6 +64,29 @@ describe('artifacts plugin: payload schema', () => {
     expect(result.log).toContain('/artifacts/1/name');
   });
 
+  it('refuses the names of the task log, explicit or through a folder', async () => {
+    const explicit = await runPluginTask({
+      plugins: [artifacts()],
+      payload: {
+        mock: { files: { 'a.txt': 'a' } },
+        artifacts: [{ type: 'file', path: 'a.txt', name: 'public/logs/live_backing.log' }],
+      },
+    });
+    expect(explicit.resolution).toBe('exception/malformed-payload');
+    expect(explicit.log).toContain('/artifacts/0/name');
+    const viaFolder = await runPluginTask({
+      plugins: [artifacts()],
+      payload: {
+        mock: { files: { 'logs/live.log': 'fake', 'logs/other.txt': 'other' } },
+        artifacts: [{ type: 'directory', path: 'logs', name: 'public/logs' }],
+      },
+    });
+    expect(viaFolder.resolution).toBe('failed');
+    expect(viaFolder.log).toContain('public/logs/live.log: the name is reserved');
+    expect(viaFolder.artifacts.get('public/logs/other.txt')?.data?.toString()).toBe('other');
+    expect(viaFolder.artifacts.get('public/logs/live.log')).toBeUndefined();
+  });
+
   it('validates its config: the provider schema refuses unknown keys and the factory a bad concurrency', () => {
     const ajv = createAjv();
     const validate = ajv.compile(provider.configSchema);
