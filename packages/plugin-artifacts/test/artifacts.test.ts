@@ -449,6 +449,23 @@ describe('artifacts plugin: transfer', () => {
     }
   });
 
+  it('makes the task exception/resource-unavailable when the object store keeps answering 5xx', async () => {
+    // 1 attempt + 5 retries, all answered 503 by FakeQueue's loopback object store (about 6 s of backoff)
+    const queue = new FakeQueue({ longPollMs: 20 });
+    queue.failNext('put', 503, 6);
+    const result = await runPluginTask({
+      queue,
+      plugins: [artifacts()],
+      payload: {
+        mock: { files: { 'big.bin': 'x'.repeat(20_000) } },
+        artifacts: [{ type: 'file', path: 'big.bin', name: 'public/big.bin' }],
+      },
+    });
+    expect(result.resolution).toBe('exception/resource-unavailable');
+    expect(result.log).toContain('could not upload 1 artifact(s): public/big.bin');
+    expect(result.log).toContain('answered 503');
+  });
+
   it('makes the task an exception when uploads keep failing', async () => {
     const queue = new FakeQueue({ longPollMs: 20 });
     const result = await (async () => {
