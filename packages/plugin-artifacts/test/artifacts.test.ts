@@ -49,6 +49,28 @@ describe('artifacts plugin: payload schema', () => {
     expect(result.log).toContain('artifacts');
   });
 
+  it('refuses an expires before the task deadline, and a nameless entry for the task directory itself', async () => {
+    const result = await runPluginTask({
+      plugins: [artifacts()],
+      payload: {
+        mock: {},
+        artifacts: [
+          {
+            type: 'file',
+            path: 'a.txt',
+            name: 'public/a.txt',
+            expires: new Date(Date.now() - 60_000).toJSON(),
+          },
+          { type: 'directory', path: '.' },
+        ],
+      },
+    });
+    expect(result.resolution).toBe('exception/malformed-payload');
+    expect(result.log).toContain('/artifacts/0/expires');
+    expect(result.log).toContain("is before the task's deadline");
+    expect(result.log).toContain('/artifacts/1/name');
+  });
+
   it('refuses two entries with the same name', async () => {
     const result = await runPluginTask({
       plugins: [artifacts()],
