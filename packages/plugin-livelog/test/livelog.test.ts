@@ -1,5 +1,5 @@
 import { writeFile } from 'node:fs/promises';
-import { get, request } from 'node:http';
+import { get, type IncomingMessage, request } from 'node:http';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
@@ -211,6 +211,47 @@ describe('livelog plugin: serving the log', () => {
       await tw.result(taskId);
       await disposed;
       expect(await fetchStatus(url)).toBe(404);
+    } finally {
+      g.release();
+      await tw.stop();
+    }
+  });
+
+  it('cuts off a reader that is still behind on a finished task after lingerMs', async () => {
+    const plugin = livelog({ lingerMs: 50 });
+    const g = gate();
+    const tw = await startTestWorker({ plugins: [plugin, g.plugin] });
+    const size = 32 * 1024 * 1024;
+    try {
+      // 32 MiB of log: more than the loopback socket buffers hold, so a paused reader stays behind
+      const taskId = tw.submit({ mock: { log: 'x'.repeat(size) } });
+      await g.started;
+      const url = tw.queue.artifacts(taskId, 0).get(LIVE_LOG_NAME)?.url ?? '';
+      const response = await new Promise<IncomingMessage>((resolve, reject) => {
+        get(url, (res) => {
+          res.pause();
+          resolve(res);
+        }).on('error', reject);
+      });
+      const disposed = new Promise<void>((resolve) =>
+        tw.worker.events.once('task-resolved', () => resolve()),
+      );
+      g.release();
+      await tw.result(taskId);
+      await disposed;
+      // the plugin's 50 ms linger timer was set before this one, so it has fired when this one does
+      await new Promise((r) => setTimeout(r, 200));
+      let received = 0;
+      response.on('data', (chunk: Buffer) => {
+        received += chunk.length;
+      });
+      const complete = await new Promise<boolean>((resolve) => {
+        response.on('close', () => resolve(response.complete));
+        response.on('error', () => {});
+        response.resume();
+      });
+      expect(complete).toBe(false);
+      expect(received).toBeLessThan(size);
     } finally {
       g.release();
       await tw.stop();
