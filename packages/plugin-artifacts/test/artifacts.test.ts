@@ -1,4 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto';
+import { createServer, request as httpRequest } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { type CreateArtifactRequest, type Credentials, createAjv, type EngineV1 } from '@tcw/core';
 import { createMockEngine, FakeQueue, runPluginTask, startTestWorker } from '@tcw/testing';
 import { describe, expect, it } from 'vitest';
@@ -468,6 +470,59 @@ describe('artifacts plugin: transfer', () => {
       expect(records.filter((r) => r.message === 'artifact PUT failed, retrying')).toHaveLength(2);
     } finally {
       await tw.stop();
+    }
+  });
+
+  it('retries a PUT whose connection is cut (a network error) and the artifact arrives intact', async () => {
+    // A real loopback proxy in front of FakeQueue's object store: it cuts the first PUT's connection after some
+    // of the body, then forwards the next ones.
+    let puts = 0;
+    const proxy = createServer((req, res) => {
+      puts++;
+      const target = new URL(req.url ?? '/', 'http://x').searchParams.get('target') ?? '';
+      if (puts === 1) {
+        req.once('data', () => req.socket.destroy());
+        return;
+      }
+      const forward = httpRequest(
+        `${target}${new URL(req.url ?? '/', 'http://x').pathname}`,
+        { method: 'PUT', headers: req.headers },
+        (upstream) => {
+          res.writeHead(upstream.statusCode ?? 502, upstream.headers);
+          upstream.pipe(res);
+        },
+      );
+      req.pipe(forward);
+    });
+    await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
+    const proxyBase = `http://127.0.0.1:${(proxy.address() as AddressInfo).port}`;
+    class CutQueue extends FakeQueue {
+      override async createUpload(...args: Parameters<FakeQueue['createUpload']>) {
+        const answer = await super.createUpload(...args);
+        const put = answer.uploadMethod.putUrl;
+        if (!put || !args[0].includes('/public/')) return answer;
+        const real = new URL(put.url);
+        const url = `${proxyBase}${real.pathname}?target=${encodeURIComponent(real.origin)}`;
+        return { ...answer, uploadMethod: { putUrl: { ...put, url } } };
+      }
+    }
+    const data = randomBytes(2 * 1024 * 1024).toString('base64');
+    try {
+      const result = await runPluginTask({
+        queue: new CutQueue({ longPollMs: 20 }),
+        plugins: [artifacts()],
+        payload: {
+          mock: { files: { 'cut.bin': data } },
+          artifacts: [{ type: 'file', path: 'cut.bin', name: 'public/cut.bin' }],
+        },
+      });
+      expect(result.resolution).toBe('completed');
+      expect(puts).toBe(2);
+      const artifact = result.artifacts.get('public/cut.bin');
+      expect(sha256(artifact!.data!)).toBe(sha256(data));
+      expect(artifact?.hashes?.sha256).toBe(sha256(data));
+    } finally {
+      proxy.close();
     }
   });
 
