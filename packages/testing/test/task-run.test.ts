@@ -5,6 +5,8 @@ import {
   InternalError,
   MalformedPayloadError,
   type PluginV1,
+  ResourceUnavailableError,
+  RunGoneError,
   type TaskPluginV1,
 } from '@tcw/core';
 import { describe, expect, it } from 'vitest';
@@ -217,5 +219,41 @@ describe('task run: resolutions', () => {
     const exit = await tw.exited;
     expect(exit).toMatchObject({ fatal: true, mode: 'graceful' });
     expect(exit.reason).toContain('disk gone');
+  });
+
+  it('a 409 met by a hook (the run is gone) stops the task quietly: no resolution by the worker, no internal error', async () => {
+    let tw: Awaited<ReturnType<typeof startTestWorker>>;
+    const internalErrors: unknown[] = [];
+    const goner = plugin('uploader', {
+      started: (ctx) => {
+        // the queue cancels the run; the plugin's next call is refused with 409 before the status watch notices
+        tw.queue.cancelTask(ctx.task.taskId);
+        throw new RunGoneError('createArtifact: 409 the run is resolved');
+      },
+    });
+    tw = await startTestWorker({ plugins: [goner], worker: { cancelPollMs: 60_000 } });
+    tw.worker.events.on('internal-error', (e) => internalErrors.push(e));
+    const result = await tw.run({ mock: { delayMs: 60_000 } });
+    expect(result.resolution).toBe('exception/canceled');
+    const exit = await tw.stop();
+    expect(exit.fatal).toBe(false);
+    expect(internalErrors).toEqual([]);
+    const calls = tw.queue.calls.map((c) => c.method);
+    expect(calls).not.toContain('reportException');
+  });
+
+  it('resource-unavailable resolves exception/resource-unavailable and is not counted as an internal error', async () => {
+    const internalErrors: unknown[] = [];
+    const tw = await startTestWorker({
+      plugins: [
+        plugin('cache', { prepare: () => Promise.reject(new ResourceUnavailableError('cache server down')) }),
+      ],
+    });
+    tw.worker.events.on('internal-error', (e) => internalErrors.push(e));
+    const result = await tw.run({ mock: {} });
+    await tw.stop();
+    expect(result.resolution).toBe('exception/resource-unavailable');
+    expect(result.log).toContain('cache server down');
+    expect(internalErrors).toEqual([]);
   });
 });

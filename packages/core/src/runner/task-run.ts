@@ -284,6 +284,18 @@ export class TaskRun {
             ? 'The run was resolved by the queue (cancelled, deadline exceeded or claim expired); stopping the task.'
             : 'The worker is shutting down; the task is aborted and will be retried.',
         );
+      } else if (
+        RunGoneError.isRunGone(error) ||
+        RunGoneError.isRunGone((error as { cause?: unknown })?.cause)
+      ) {
+        // a hook or the engine met a 409 before the status watch noticed: the queue resolved the run (cancelled,
+        // deadline exceeded or claim expired). Stop quietly, like an abort: this is not our fault.
+        this.#abortReason = 'canceled';
+        reason = 'canceled';
+        resolution = undefined;
+        log.error(
+          'The run was resolved by the queue (cancelled, deadline exceeded or claim expired); stopping the task.',
+        );
       } else {
         const outcome = errorOutcome(error);
         resolution = outcome.resolution;
@@ -291,7 +303,7 @@ export class TaskRun {
         decidingError = error as Error;
         reason = outcome.resolution.state === 'exception' ? outcome.resolution.reason : 'internal-error';
         log.error(outcome.message);
-        if (reason !== 'malformed-payload') {
+        if (reason === 'internal-error') {
           this.#logger.error({ err: error }, 'task failed with an internal error');
           o.events.emit('internal-error', { error: error as Error, fatal, taskId: this.taskId });
         }

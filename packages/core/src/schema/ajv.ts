@@ -31,6 +31,8 @@ interface AjvErrorLike {
   keyword: string;
   message?: string;
   params: Record<string, unknown>;
+  /** Set by ajv on errors about a property's name (under `propertyNames`). */
+  propertyName?: string;
 }
 
 /** Turns ajv errors into issues that name the JSON pointer of the offending field. */
@@ -40,7 +42,14 @@ export function toIssues(errors: readonly AjvErrorLike[] | null | undefined): Sc
   for (const e of errors ?? []) {
     let pointer = e.instancePath;
     let message = e.message ?? 'is invalid';
-    if (e.keyword === 'required') {
+    if (e.keyword === 'propertyNames') {
+      // the error about the name itself follows (it carries `propertyName`); it says more
+      continue;
+    }
+    if (e.propertyName !== undefined) {
+      pointer = `${pointer}/${escapePointer(e.propertyName)}`;
+      message = `is not a valid name here: it ${message}`;
+    } else if (e.keyword === 'required') {
       pointer = `${pointer}/${escapePointer(String(e.params.missingProperty))}`;
       message = 'is required';
     } else if (e.keyword === 'additionalProperties') {

@@ -72,10 +72,39 @@ describe('composePayloadSchema', () => {
     );
   });
 
+  it('names the reason for keys that only the thrown error lists (a key the config leaves out)', () => {
+    const reboot = {
+      owner: 'plugin:reboot',
+      part: () => {
+        throw new FeatureNotSupportedError('task reboots', 'allowTaskReboots is false', { keys: ['reboot'] });
+      },
+    };
+    const composed = composePayloadSchema([engine, reboot]);
+    expect(composed.unsupported[0]?.keys).toEqual(['reboot']);
+    const [problem] = composed.validate({ image: 'x', reboot: 'always' });
+    expect(problem?.pointer).toBe('/reboot');
+    expect(problem?.message).toBe(
+      'this payload key does not exist on this worker (plugin:reboot: allowTaskReboots is false)',
+    );
+  });
+
   it('picks each owner its own keys', () => {
     const composed = composePayloadSchema([engine, env]);
     expect(composed.pick({ image: 'i', env: { A: 'b' } }, 'plugin:env')).toEqual({ env: { A: 'b' } });
     expect(composed.pick({ image: 'i', env: { A: 'b' } }, 'engine:docker')).toEqual({ image: 'i' });
+  });
+
+  it('names the offending property for a bad property name', () => {
+    const named = {
+      owner: 'plugin:env',
+      part: () => ({
+        properties: { env: { type: 'object', propertyNames: { pattern: '^[A-Z_]+$' } } },
+      }),
+    };
+    const composed = composePayloadSchema([engine, named]);
+    expect(composed.validate({ image: 'x', env: { 'bad-name': 'v', GOOD: 'v' } })).toEqual([
+      { pointer: '/env/bad-name', message: 'is not a valid name here: it must match pattern "^[A-Z_]+$"' },
+    ]);
   });
 
   it('escapes keys in pointers', () => {

@@ -64,7 +64,8 @@ export function composePayloadSchema(
       part = contributor.part();
     } catch (error) {
       if (FeatureNotSupportedError.isFeatureNotSupported(error)) {
-        unsupported.push({ owner: contributor.owner, keys: contributor.keys ?? [], reason: error.message });
+        const keys = [...new Set([...(contributor.keys ?? []), ...error.keys])];
+        unsupported.push({ owner: contributor.owner, keys, reason: error.message });
         continue;
       }
       throw error;

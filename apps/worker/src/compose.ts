@@ -1,0 +1,158 @@
+import { createRequire } from 'node:module';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import {
+  assertCompatible,
+  type ComposedPayloadSchema,
+  ConfigError,
+  type ConfigProblem,
+  composeWorkerSchema,
+  type EngineProviderV1,
+  type EngineV1,
+  type PluginProviderV1,
+  type PluginV1,
+} from '@tcw/core';
+import type { LoadedConfig } from './config/load.js';
+import { validateAgainst } from './config/validate.js';
+
+/** Engines bundled with the app, by short name. */
+export const BUNDLED_ENGINES: Record<string, string> = {
+  script: '@tcw/engine-script',
+  docker: '@tcw/engine-docker',
+  native: '@tcw/engine-native',
+};
+
+/** Plugins bundled with the app, by short name. */
+export const BUNDLED_PLUGINS: Record<string, string> = {
+  env: '@tcw/plugin-env',
+  logprefix: '@tcw/plugin-logprefix',
+  maxruntime: '@tcw/plugin-maxruntime',
+  artifacts: '@tcw/plugin-artifacts',
+  livelog: '@tcw/plugin-livelog',
+  watchdog: '@tcw/plugin-watchdog',
+  stoponerror: '@tcw/plugin-stoponerror',
+  reboot: '@tcw/plugin-reboot',
+};
+
+/** Enabled unless `plugins.disabled` lists them, in this order, before any other configured plugin. */
+export const DEFAULT_PLUGINS = ['env', 'logprefix', 'maxruntime', 'artifacts', 'livelog'];
+
+export interface Composition {
+  engine: EngineV1;
+  plugins: PluginV1[];
+  /** Names of the enabled plugins, as configured (short name or package name), in order. */
+  pluginNames: string[];
+  schema: ComposedPayloadSchema;
+}
+
+async function importFrom(specifier: string, configDir: string): Promise<Record<string, unknown>> {
+  // a package next to the config file first (third-party plugins installed there), then the app's own
+  for (const base of [join(configDir, 'noop.js'), import.meta.url]) {
+    try {
+      const resolved = createRequire(base).resolve(specifier);
+      return (await import(pathToFileURL(resolved).href)) as Record<string, unknown>;
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'MODULE_NOT_FOUND') throw error;
+    }
+  }
+  return (await import(specifier)) as Record<string, unknown>;
+}
+
+async function loadProvider<K extends 'engine' | 'plugin'>(
+  kind: K,
+  name: string,
+  packageName: string,
+  configDir: string,
+  path: string,
+): Promise<K extends 'engine' ? EngineProviderV1 : PluginProviderV1> {
+  let mod: Record<string, unknown>;
+  try {
+    mod = await importFrom(packageName, configDir);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    const why =
+      code === 'ERR_MODULE_NOT_FOUND' || code === 'MODULE_NOT_FOUND'
+        ? `package ${packageName} is not installed (npm install ${packageName})`
+        : `package ${packageName} failed to load: ${(error as Error).message}`;
+    throw new ConfigError([{ path, message: `${kind} ${name}: ${why}` }]);
+  }
+  const provider = (mod.default ?? mod.provider) as { kind?: string } | undefined;
+  if (!provider || provider.kind !== kind) {
+    throw new ConfigError([
+      {
+        path,
+        message: `${packageName} does not export a tcw ${kind} provider (default export from define${kind === 'engine' ? 'Engine' : 'Plugin'})`,
+      },
+    ]);
+  }
+  assertCompatible(
+    `${kind} ${name} (${packageName})`,
+    provider as { specificationVersion?: unknown; coreRange?: string },
+  );
+  return provider as never;
+}
+
+/** The enabled plugins' names in order: the defaults not disabled, then every other key of `plugins`. */
+export function enabledPluginNames(config: LoadedConfig['config']): string[] {
+  const section = config.plugins ?? {};
+  const disabled = new Set(section.disabled ?? []);
+  const configured = Object.keys(section).filter((k) => k !== 'disabled');
+  const names = [...DEFAULT_PLUGINS, ...configured.filter((k) => !DEFAULT_PLUGINS.includes(k))];
+  return names.filter((n) => !disabled.has(n));
+}
+
+/**
+ * Loads the engine and the enabled plugins named by the config, validates each one's options against its own
+ * config schema (every bad key named by its path), creates them and composes the payload schema (a payload key
+ * claimed twice is an error). Nothing is started.
+ */
+export async function compose(loaded: LoadedConfig): Promise<Composition> {
+  const { config, dir } = loaded;
+  const problems: ConfigProblem[] = [];
+  const engineName = config.engine;
+  const enginePackage = BUNDLED_ENGINES[engineName] ?? engineName;
+  const engineProvider = await loadProvider('engine', engineName, enginePackage, dir, 'engine');
+  const engineConfig: Record<string, unknown> = { ...(config.engines?.[engineName] ?? {}) };
+  for (const key of Object.keys(config.engines ?? {})) {
+    if (key !== engineName && !BUNDLED_ENGINES[key] && !key.includes('/')) {
+      problems.push({
+        path: `engines.${key}`,
+        message: `unknown engine (the configured engine is ${engineName})`,
+      });
+    }
+  }
+  problems.push(...validateAgainst(engineProvider.configSchema, engineConfig, `engines.${engineName}`));
+  const names = enabledPluginNames(config);
+  const providers: PluginProviderV1[] = [];
+  for (const name of names) {
+    const path = `plugins.${name}`;
+    try {
+      const provider = await loadProvider('plugin', name, BUNDLED_PLUGINS[name] ?? name, dir, path);
+      providers.push(provider);
+      const options = (config.plugins?.[name] ?? {}) as Record<string, unknown>;
+      problems.push(...validateAgainst(provider.configSchema, options, path));
+    } catch (error) {
+      if (error instanceof ConfigError) problems.push(...error.problems);
+      else throw error;
+    }
+  }
+  if (problems.length) throw new ConfigError(problems);
+
+  if (
+    engineProvider.configSchema.properties &&
+    'baseDir' in (engineProvider.configSchema.properties as object)
+  ) {
+    engineConfig.baseDir ??= dir;
+  }
+  const engine = await engineProvider.create(engineConfig);
+  assertCompatible(`engine ${engineName}`, engine);
+  const plugins: PluginV1[] = [];
+  for (const [i, provider] of providers.entries()) {
+    const name = names[i]!;
+    const plugin = await provider.create((config.plugins?.[name] ?? {}) as Record<string, unknown>);
+    assertCompatible(`plugin ${name}`, plugin);
+    plugins.push(plugin);
+  }
+  const schema = composeWorkerSchema(engine, plugins);
+  return { engine, plugins, pluginNames: names, schema };
+}

@@ -1,0 +1,299 @@
+import { createHmac, timingSafeEqual } from 'node:crypto';
+import { unauthorized } from './errors.js';
+import { slugid } from './ids.js';
+
+/** A scope expression: a scope, or `{AllOf: [...]}` / `{AnyOf: [...]}`. */
+export type ScopeExpr = string | { AllOf: ScopeExpr[] } | { AnyOf: ScopeExpr[] };
+
+export interface Credentials {
+  clientId: string;
+  accessToken: string;
+  certificate?: string;
+}
+
+export interface StaticClient {
+  clientId: string;
+  accessToken: string;
+  scopes: string[];
+}
+
+/** Does one held scope satisfy one required scope (equal, or a `*`-suffixed prefix)? */
+export function scopeMatch(held: string, required: string): boolean {
+  if (held === required) return true;
+  return held.endsWith('*') && required.startsWith(held.slice(0, -1));
+}
+
+export function hasScope(scopes: readonly string[], required: string): boolean {
+  return scopes.some((s) => scopeMatch(s, required));
+}
+
+export function satisfies(scopes: readonly string[], expr: ScopeExpr): boolean {
+  if (typeof expr === 'string') return hasScope(scopes, expr);
+  if ('AllOf' in expr) return expr.AllOf.every((e) => satisfies(scopes, e));
+  return expr.AnyOf.some((e) => satisfies(scopes, e));
+}
+
+/** The smallest unsatisfied part of an expression, for error messages. */
+export function unsatisfied(scopes: readonly string[], expr: ScopeExpr): ScopeExpr | undefined {
+  if (satisfies(scopes, expr)) return undefined;
+  if (typeof expr === 'string') return expr;
+  if ('AllOf' in expr) {
+    const missing = expr.AllOf.filter((e) => !satisfies(scopes, e)).map((e) => unsatisfied(scopes, e)!);
+    return missing.length === 1 ? missing[0] : { AllOf: missing };
+  }
+  return expr;
+}
+
+export function formatExpr(expr: ScopeExpr): string {
+  return typeof expr === 'string' ? expr : JSON.stringify(expr);
+}
+
+function hmacB64(key: string, text: string): string {
+  return createHmac('sha256', key).update(text).digest('base64');
+}
+
+function safeEqual(a: string, b: string): boolean {
+  const ab = Buffer.from(a);
+  const bb = Buffer.from(b);
+  return ab.length === bb.length && timingSafeEqual(ab, bb);
+}
+
+export interface Certificate {
+  version: number;
+  scopes: string[];
+  start: number;
+  expiry: number;
+  seed: string;
+  signature: string;
+  issuer?: string;
+}
+
+/** Same algorithm as taskcluster-client's createTemporaryCredentials (§4 of the protocol reference). */
+export function createTemporaryCredentials(options: {
+  clientId?: string;
+  start: Date;
+  expiry: Date;
+  scopes: string[];
+  credentials: { clientId: string; accessToken: string };
+}): Required<Credentials> {
+  const named = options.clientId !== undefined && options.clientId !== options.credentials.clientId;
+  const cert: Certificate = {
+    version: 1,
+    scopes: [...options.scopes],
+    start: options.start.getTime(),
+    expiry: options.expiry.getTime(),
+    seed: slugid() + slugid(),
+    signature: '',
+  };
+  if (named) cert.issuer = options.credentials.clientId;
+  cert.signature = certificateSignature(
+    options.credentials.accessToken,
+    cert,
+    named ? options.clientId : undefined,
+  );
+  return {
+    clientId: named ? options.clientId! : options.credentials.clientId,
+    accessToken: temporaryAccessToken(options.credentials.accessToken, cert.seed),
+    certificate: JSON.stringify(cert),
+  };
+}
+
+function certificateSignature(issuerToken: string, cert: Certificate, name: string | undefined): string {
+  const lines = [`version:${cert.version}`];
+  if (name !== undefined) lines.push(`clientId:${name}`, `issuer:${cert.issuer}`);
+  lines.push(`seed:${cert.seed}`, `start:${cert.start}`, `expiry:${cert.expiry}`, 'scopes:');
+  return hmacB64(issuerToken, lines.join('\n') + '\n' + cert.scopes.join('\n'));
+}
+
+function temporaryAccessToken(issuerToken: string, seed: string): string {
+  return createHmac('sha256', issuerToken).update(seed).digest('base64url');
+}
+
+interface HawkAttributes {
+  id: string;
+  ts: string;
+  nonce: string;
+  mac: string;
+  ext?: string;
+  hash?: string;
+}
+
+function parseHawkHeader(header: string): HawkAttributes {
+  const m = /^\s*Hawk\s+(.*)$/i.exec(header);
+  if (!m) throw unauthorized('Authorization header is not a Hawk header');
+  const attrs: Record<string, string> = {};
+  const re = /(\w+)="([^"\\]*)"\s*(?:,\s*|$)/g;
+  const rest = m[1] ?? '';
+  let consumed = 0;
+  for (let a = re.exec(rest); a; a = re.exec(rest)) {
+    if (a.index !== consumed) throw unauthorized('Bad Hawk header syntax');
+    attrs[a[1]!] = a[2]!;
+    consumed = re.lastIndex;
+  }
+  if (consumed !== rest.length) throw unauthorized('Bad Hawk header syntax');
+  for (const k of ['id', 'ts', 'nonce', 'mac'] as const) {
+    if (!attrs[k]) throw unauthorized(`Hawk header lacks the ${k} attribute`);
+  }
+  return attrs as unknown as HawkAttributes;
+}
+
+function hawkMac(
+  key: string,
+  a: { ts: string; nonce: string; method: string; resource: string; host: string; port: string },
+  hash: string | undefined,
+  ext: string | undefined,
+  type = 'header',
+): string {
+  let normalized =
+    `hawk.1.${type}\n${a.ts}\n${a.nonce}\n${a.method.toUpperCase()}\n${a.resource}\n` +
+    `${a.host.toLowerCase()}\n${a.port}\n${hash ?? ''}\n`;
+  if (ext) normalized += ext.replace(/\\/g, '\\\\').replace(/\n/g, '\\n');
+  normalized += '\n';
+  return hmacB64(key, normalized);
+}
+
+export interface AuthenticateRequest {
+  method: string;
+  /** Path plus query, exactly as sent. */
+  resource: string;
+  host: string;
+  port: string;
+  authorization: string | undefined;
+}
+
+export interface AuthResult {
+  clientId: string | undefined;
+  scopes: string[];
+}
+
+const SKEW_MS = 15 * 60 * 1000;
+const CERT_GRACE_MS = 5 * 60 * 1000;
+
+/**
+ * Checks a request's Hawk header (or bewit) like the Taskcluster auth service: MAC, timestamp skew (15 min), the
+ * `ext` certificate of temporary credentials and `authorizedScopes`. Returns the caller's effective scopes
+ * (plus the anonymous scopes).
+ */
+export function authenticate(
+  req: AuthenticateRequest,
+  lookupClient: (clientId: string) => StaticClient | undefined,
+  anonymousScopes: readonly string[],
+  now = Date.now(),
+): AuthResult {
+  let resource = req.resource;
+  let attrs: HawkAttributes;
+  let type = 'header';
+  const bewitMatch = /([?&])bewit=([^&]*)(&|$)/.exec(resource);
+  if (bewitMatch) {
+    if (req.authorization) throw unauthorized('Multiple authentications (header and bewit)');
+    const parts = Buffer.from(decodeURIComponent(bewitMatch[2]!), 'base64url').toString('utf8').split('\\');
+    if (parts.length !== 4) throw unauthorized('Invalid bewit structure');
+    const [id, exp, mac, ext] = parts as [string, string, string, string];
+    if (Number(exp) * 1000 <= now) throw unauthorized('Access expired');
+    attrs = { id, ts: exp, nonce: '', mac, ...(ext ? { ext } : {}) };
+    type = 'bewit';
+    resource = resource.replace(bewitMatch[0], bewitMatch[3] ? bewitMatch[1]! : '');
+  } else if (!req.authorization) {
+    return { clientId: undefined, scopes: [...anonymousScopes] };
+  } else {
+    attrs = parseHawkHeader(req.authorization);
+    const ts = Number(attrs.ts) * 1000;
+    if (!Number.isFinite(ts) || Math.abs(ts - now) > SKEW_MS) throw unauthorized('Stale timestamp');
+  }
+
+  let ext: { certificate?: Certificate | string; authorizedScopes?: string[] } = {};
+  if (attrs.ext) {
+    try {
+      ext = JSON.parse(Buffer.from(attrs.ext, 'base64').toString('utf8'));
+    } catch {
+      throw unauthorized('Failed to parse ext');
+    }
+    if (typeof ext !== 'object' || ext === null) throw unauthorized('ext must be a JSON object');
+  }
+
+  const clientId = attrs.id;
+  let key: string;
+  let scopes: string[];
+  if (ext.certificate !== undefined) {
+    let cert = ext.certificate;
+    if (typeof cert === 'string') {
+      try {
+        cert = JSON.parse(cert) as Certificate;
+      } catch {
+        throw unauthorized('ext.certificate is not valid JSON');
+      }
+    }
+    if (
+      typeof cert !== 'object' ||
+      cert === null ||
+      cert.version !== 1 ||
+      !Array.isArray(cert.scopes) ||
+      typeof cert.seed !== 'string' ||
+      cert.seed.length !== 44 ||
+      typeof cert.start !== 'number' ||
+      typeof cert.expiry !== 'number' ||
+      typeof cert.signature !== 'string'
+    ) {
+      throw unauthorized('ext.certificate is malformed');
+    }
+    if (cert.start > now + CERT_GRACE_MS) throw unauthorized('ext.certificate.start > now');
+    if (cert.expiry < now - CERT_GRACE_MS) throw unauthorized('ext.certificate.expiry < now');
+    if (cert.expiry - cert.start > 31 * 24 * 3600 * 1000) {
+      throw unauthorized('ext.certificate cannot last longer than 31 days');
+    }
+    const issuerId = cert.issuer ?? clientId;
+    if (cert.issuer !== undefined && cert.issuer === clientId) {
+      throw unauthorized('ext.certificate.issuer must differ from the supplied clientId');
+    }
+    const issuer = lookupClient(issuerId);
+    if (!issuer) throw unauthorized(`ext.certificate issuer \`${issuerId}\` is unknown`);
+    const expected = certificateSignature(
+      issuer.accessToken,
+      cert,
+      cert.issuer !== undefined ? clientId : undefined,
+    );
+    if (!safeEqual(expected, cert.signature)) throw unauthorized('ext.certificate.signature is not valid');
+    if (cert.issuer !== undefined && !hasScope(issuer.scopes, `auth:create-client:${clientId}`)) {
+      throw unauthorized(`issuer \`${issuerId}\` lacks auth:create-client:${clientId}`);
+    }
+    for (const s of cert.scopes) {
+      if (typeof s !== 'string' || !hasScope(issuer.scopes, s)) {
+        throw unauthorized(`ext.certificate issuer \`${issuerId}\` does not have sufficient scopes`);
+      }
+    }
+    key = temporaryAccessToken(issuer.accessToken, cert.seed);
+    scopes = [...cert.scopes];
+  } else {
+    const client = lookupClient(clientId);
+    if (!client) throw unauthorized(`Client \`${clientId}\` is unknown`);
+    key = client.accessToken;
+    scopes = [...client.scopes];
+  }
+
+  const expectedMac = hawkMac(
+    key,
+    {
+      ts: attrs.ts,
+      nonce: attrs.nonce,
+      method: type === 'bewit' ? 'GET' : req.method,
+      resource,
+      host: req.host,
+      port: req.port,
+    },
+    type === 'bewit' ? undefined : attrs.hash,
+    attrs.ext,
+    type,
+  );
+  if (!safeEqual(expectedMac, attrs.mac)) throw unauthorized('Bad mac');
+
+  if (ext.authorizedScopes !== undefined) {
+    if (!Array.isArray(ext.authorizedScopes) || ext.authorizedScopes.some((s) => typeof s !== 'string')) {
+      throw unauthorized('ext.authorizedScopes must be an array of strings');
+    }
+    for (const s of ext.authorizedScopes) {
+      if (!hasScope(scopes, s)) throw unauthorized('Supplied credentials do not satisfy authorizedScopes');
+    }
+    scopes = [...ext.authorizedScopes];
+  }
+  return { clientId, scopes: [...scopes, ...anonymousScopes] };
+}

@@ -1,0 +1,14 @@
+export type { ScopeExpr } from './auth.js';
+export { runQueueCommand } from './cli.js';
+export {
+  DEFAULT_ANONYMOUS_SCOPES,
+  type FaultSpec,
+  type LocalQueue,
+  type LocalQueueClientConfig,
+  type LocalQueueConfig,
+  type LocalQueueLogger,
+  type LocalQueueOptions,
+  type LocalQueueWorkerConfig,
+  startLocalQueue,
+} from './local-queue.js';
+export { suppressSqliteExperimentalWarning } from './warnings.js';
