@@ -1,5 +1,13 @@
 import { posix } from 'node:path';
-import { MalformedPayloadError, type PayloadProblem, type PayloadSchemaPart } from '@tcw/core';
+import {
+  BACKING_LOG_NAME,
+  MalformedPayloadError,
+  type PayloadProblem,
+  type PayloadSchemaPart,
+} from '@tcw/core';
+
+/** Names the worker itself uses for the task log: a task's artifact may not take them. */
+export const RESERVED_NAMES: ReadonlySet<string> = new Set([BACKING_LOG_NAME, 'public/logs/live.log']);
 
 /** One entry of the payload's `artifacts` list (generic-worker's shape). */
 export interface ArtifactSpec {
@@ -76,10 +84,14 @@ export const artifactsPayloadSchema: PayloadSchemaPart = {
 };
 
 /**
- * Checks what the schema cannot: a path that climbs out through `..`, an `expires` that is not a date, and two
- * entries with the same name. Throws one `MalformedPayloadError` naming every JSON pointer.
+ * Checks what the schema cannot: a path that climbs out through `..`, an `expires` that is not a date or comes
+ * before the task's deadline, two entries with the same name, and names reserved for the task log. Throws one `MalformedPayloadError` naming every JSON pointer.
  */
-export function checkSpecs(specs: readonly ArtifactSpec[]): CheckedSpec[] {
+export function checkSpecs(
+  specs: readonly ArtifactSpec[],
+  options: { deadline?: string } = {},
+): CheckedSpec[] {
+  const deadline = options.deadline === undefined ? Number.NaN : Date.parse(options.deadline);
   const problems: PayloadProblem[] = [];
   const names = new Map<string, number>();
   const checked = specs.map((spec, index) => {
@@ -90,12 +102,32 @@ export function checkSpecs(specs: readonly ArtifactSpec[]): CheckedSpec[] {
         message: `path ${JSON.stringify(spec.path)} leaves the task directory`,
       });
     }
-    if (spec.expires !== undefined && Number.isNaN(Date.parse(spec.expires))) {
-      problems.push({ pointer: `/artifacts/${index}/expires`, message: 'is not a date' });
+    if (spec.expires !== undefined) {
+      const expires = Date.parse(spec.expires);
+      if (Number.isNaN(expires)) {
+        problems.push({ pointer: `/artifacts/${index}/expires`, message: 'is not a date' });
+      } else if (expires < deadline) {
+        // generic-worker's rule: an artifact must outlive the task's deadline
+        problems.push({
+          pointer: `/artifacts/${index}/expires`,
+          message: `${spec.expires} is before the task's deadline (${options.deadline})`,
+        });
+      }
+    }
+    if (spec.name === undefined && (normal === '.' || normal === '/')) {
+      problems.push({
+        pointer: `/artifacts/${index}/name`,
+        message: 'is required when the path is the task directory itself',
+      });
     }
     const name = spec.name ?? defaultName(normal);
     const previous = names.get(name);
-    if (previous !== undefined) {
+    if (RESERVED_NAMES.has(name)) {
+      problems.push({
+        pointer: `/artifacts/${index}/name`,
+        message: `artifact name ${JSON.stringify(name)} is reserved for the task log`,
+      });
+    } else if (previous !== undefined) {
       problems.push({
         pointer: `/artifacts/${index}/name`,
         message: `artifact name ${JSON.stringify(name)} is already used by /artifacts/${previous}`,

@@ -32,7 +32,7 @@ export function artifacts(options: ArtifactsOptions = {}): PluginV1 {
     taskPlugin(context): TaskPluginV1 | undefined {
       const list = context.payload.artifacts as ArtifactSpec[] | undefined;
       if (!list || list.length === 0 || !context.engine.capabilities.extract) return undefined;
-      const specs = checkSpecs(list);
+      const specs = checkSpecs(list, { deadline: context.task.task.deadline });
       return {
         async stopped({ result, artifacts: uploader, log, logger, signal }) {
           const outcome = await uploadArtifacts({

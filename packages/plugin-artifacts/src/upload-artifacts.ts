@@ -1,4 +1,5 @@
 import { stat } from 'node:fs/promises';
+import type { Readable } from 'node:stream';
 import {
   type ArtifactCommon,
   type ArtifactUploader,
@@ -15,7 +16,7 @@ import {
   type TaskLogWriter,
   type UploadedArtifact,
 } from '@tcw/core';
-import type { CheckedSpec } from './artifact-spec.js';
+import { type CheckedSpec, RESERVED_NAMES } from './artifact-spec.js';
 
 export interface UploadArtifactsOptions {
   specs: readonly CheckedSpec[];
@@ -50,6 +51,12 @@ function isOutage(error: unknown): boolean {
   return (
     code !== undefined && ['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EAI_AGAIN', 'EPIPE'].includes(code)
   );
+}
+
+/** Closes a stream we will not read (its file is read in place, or not at all), ignoring its late errors. */
+function discard(stream: Readable): void {
+  stream.on('error', () => {});
+  stream.destroy();
 }
 
 function describeSize(bytes: number): string {
@@ -94,7 +101,7 @@ export async function uploadArtifacts(options: UploadArtifactsOptions): Promise<
 
   const upload = async (spec: CheckedSpec, name: string, file: ExtractedFile, useSpecType: boolean) => {
     if (runGone || options.signal?.aborted) {
-      file.stream.destroy();
+      discard(file.stream);
       return;
     }
     const common: ArtifactCommon = {
@@ -106,7 +113,7 @@ export async function uploadArtifacts(options: UploadArtifactsOptions): Promise<
     try {
       let done: UploadedArtifact;
       if (file.hostPath) {
-        file.stream.destroy();
+        discard(file.stream);
         done = await uploader.uploadFile({ ...common, path: file.hostPath });
       } else {
         done = await uploader.uploadStream({ ...common, stream: file.stream });
@@ -181,7 +188,7 @@ export async function uploadArtifacts(options: UploadArtifactsOptions): Promise<
         if (!result.extractFile) throw new InternalError('the engine cannot extract files');
         const file = await result.extractFile(spec.path);
         if (file.hostPath && (await stat(file.hostPath)).isDirectory()) {
-          file.stream.destroy();
+          discard(file.stream);
           throw Object.assign(new Error(`${spec.path} is a folder`), { code: 'EISDIR' });
         }
         await schedule(() => upload(spec, spec.name, file, true));
@@ -189,6 +196,12 @@ export async function uploadArtifacts(options: UploadArtifactsOptions): Promise<
         if (!result.extractFolder) throw new InternalError('the engine cannot extract folders');
         await result.extractFolder(spec.path, async (relPath, file) => {
           const name = `${spec.name}/${relPath}`;
+          if (RESERVED_NAMES.has(name)) {
+            if ('stream' in file) discard(file.stream);
+            log.error(`Artifact ${name}: the name is reserved for the task log; not uploaded`);
+            outcome.ok = false;
+            return;
+          }
           if ('refused' in file) {
             jobs.push(errorArtifact(spec, name, 'invalid-resource-on-worker', file.refused));
             return;

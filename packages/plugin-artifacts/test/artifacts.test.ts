@@ -1,4 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto';
+import { createServer, request as httpRequest } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { type CreateArtifactRequest, type Credentials, createAjv, type EngineV1 } from '@tcw/core';
 import { createMockEngine, FakeQueue, runPluginTask, startTestWorker } from '@tcw/testing';
 import { describe, expect, it } from 'vitest';
@@ -49,6 +51,28 @@ describe('artifacts plugin: payload schema', () => {
     expect(result.log).toContain('artifacts');
   });
 
+  it('refuses an expires before the task deadline, and a nameless entry for the task directory itself', async () => {
+    const result = await runPluginTask({
+      plugins: [artifacts()],
+      payload: {
+        mock: {},
+        artifacts: [
+          {
+            type: 'file',
+            path: 'a.txt',
+            name: 'public/a.txt',
+            expires: new Date(Date.now() - 60_000).toJSON(),
+          },
+          { type: 'directory', path: '.' },
+        ],
+      },
+    });
+    expect(result.resolution).toBe('exception/malformed-payload');
+    expect(result.log).toContain('/artifacts/0/expires');
+    expect(result.log).toContain("is before the task's deadline");
+    expect(result.log).toContain('/artifacts/1/name');
+  });
+
   it('refuses two entries with the same name', async () => {
     const result = await runPluginTask({
       plugins: [artifacts()],
@@ -62,6 +86,29 @@ describe('artifacts plugin: payload schema', () => {
     });
     expect(result.resolution).toBe('exception/malformed-payload');
     expect(result.log).toContain('/artifacts/1/name');
+  });
+
+  it('refuses the names of the task log, explicit or through a folder', async () => {
+    const explicit = await runPluginTask({
+      plugins: [artifacts()],
+      payload: {
+        mock: { files: { 'a.txt': 'a' } },
+        artifacts: [{ type: 'file', path: 'a.txt', name: 'public/logs/live_backing.log' }],
+      },
+    });
+    expect(explicit.resolution).toBe('exception/malformed-payload');
+    expect(explicit.log).toContain('/artifacts/0/name');
+    const viaFolder = await runPluginTask({
+      plugins: [artifacts()],
+      payload: {
+        mock: { files: { 'logs/live.log': 'fake', 'logs/other.txt': 'other' } },
+        artifacts: [{ type: 'directory', path: 'logs', name: 'public/logs' }],
+      },
+    });
+    expect(viaFolder.resolution).toBe('failed');
+    expect(viaFolder.log).toContain('public/logs/live.log: the name is reserved');
+    expect(viaFolder.artifacts.get('public/logs/other.txt')?.data?.toString()).toBe('other');
+    expect(viaFolder.artifacts.get('public/logs/live.log')).toBeUndefined();
   });
 
   it('validates its config: the provider schema refuses unknown keys and the factory a bad concurrency', () => {
@@ -424,6 +471,76 @@ describe('artifacts plugin: transfer', () => {
     } finally {
       await tw.stop();
     }
+  });
+
+  it('retries a PUT whose connection is cut (a network error) and the artifact arrives intact', async () => {
+    // A real loopback proxy in front of FakeQueue's object store: it cuts the first PUT's connection after some
+    // of the body, then forwards the next ones.
+    let puts = 0;
+    const proxy = createServer((req, res) => {
+      puts++;
+      const target = new URL(req.url ?? '/', 'http://x').searchParams.get('target') ?? '';
+      if (puts === 1) {
+        req.once('data', () => req.socket.destroy());
+        return;
+      }
+      const forward = httpRequest(
+        `${target}${new URL(req.url ?? '/', 'http://x').pathname}`,
+        { method: 'PUT', headers: req.headers },
+        (upstream) => {
+          res.writeHead(upstream.statusCode ?? 502, upstream.headers);
+          upstream.pipe(res);
+        },
+      );
+      req.pipe(forward);
+    });
+    await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
+    const proxyBase = `http://127.0.0.1:${(proxy.address() as AddressInfo).port}`;
+    class CutQueue extends FakeQueue {
+      override async createUpload(...args: Parameters<FakeQueue['createUpload']>) {
+        const answer = await super.createUpload(...args);
+        const put = answer.uploadMethod.putUrl;
+        if (!put || !args[0].includes('/public/')) return answer;
+        const real = new URL(put.url);
+        const url = `${proxyBase}${real.pathname}?target=${encodeURIComponent(real.origin)}`;
+        return { ...answer, uploadMethod: { putUrl: { ...put, url } } };
+      }
+    }
+    const data = randomBytes(2 * 1024 * 1024).toString('base64');
+    try {
+      const result = await runPluginTask({
+        queue: new CutQueue({ longPollMs: 20 }),
+        plugins: [artifacts()],
+        payload: {
+          mock: { files: { 'cut.bin': data } },
+          artifacts: [{ type: 'file', path: 'cut.bin', name: 'public/cut.bin' }],
+        },
+      });
+      expect(result.resolution).toBe('completed');
+      expect(puts).toBe(2);
+      const artifact = result.artifacts.get('public/cut.bin');
+      expect(sha256(artifact!.data!)).toBe(sha256(data));
+      expect(artifact?.hashes?.sha256).toBe(sha256(data));
+    } finally {
+      proxy.close();
+    }
+  });
+
+  it('makes the task exception/resource-unavailable when the object store keeps answering 5xx', async () => {
+    // 1 attempt + 5 retries, all answered 503 by FakeQueue's loopback object store (about 6 s of backoff)
+    const queue = new FakeQueue({ longPollMs: 20 });
+    queue.failNext('put', 503, 6);
+    const result = await runPluginTask({
+      queue,
+      plugins: [artifacts()],
+      payload: {
+        mock: { files: { 'big.bin': 'x'.repeat(20_000) } },
+        artifacts: [{ type: 'file', path: 'big.bin', name: 'public/big.bin' }],
+      },
+    });
+    expect(result.resolution).toBe('exception/resource-unavailable');
+    expect(result.log).toContain('could not upload 1 artifact(s): public/big.bin');
+    expect(result.log).toContain('answered 503');
   });
 
   it('makes the task an exception when uploads keep failing', async () => {

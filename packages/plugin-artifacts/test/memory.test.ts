@@ -1,5 +1,6 @@
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
+import { existsSync } from 'node:fs';
 import { mkdtemp, open, rm } from 'node:fs/promises';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -25,6 +26,10 @@ describe('artifacts plugin: memory', () => {
     // The upload runs in a child process (the plugin's built upload path and core's ArtifactUploader) so that
     // its peak RSS (VmHWM) is its own; the object store is a real loopback HTTP sink here that hashes and drops.
     // The queue calls around the PUT are a minimal in-child stand-in (no local queue on this branch).
+    // The child imports the built package (`@tcw/plugin-artifacts`): turbo builds before testing.
+    if (!existsSync(fileURLToPath(new URL('../dist/index.js', import.meta.url)))) {
+      throw new Error('packages/plugin-artifacts/dist is missing: run `pnpm build` first');
+    }
     const dir = await mkdtemp(join(tmpdir(), 'tcw-artifacts-1g-'));
     const received = { bytes: 0, sha256: '', puts: 0 };
     const sink = createServer((req, res) => {

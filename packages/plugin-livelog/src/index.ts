@@ -23,6 +23,12 @@ export default definePlugin<LivelogOptions>({
         pattern: '^(\\[[0-9a-fA-F:.]+\\]|[^:\\[\\]]+):[0-9]{1,5}$',
         description: 'host:port the log server listens on (default 127.0.0.1:0: loopback, a free port)',
       },
+      lingerMs: {
+        type: 'integer',
+        minimum: 0,
+        description:
+          "How long readers still reading a finished task's log may go on once the task is done (default 60000)",
+      },
       publicUrl: {
         type: 'string',
         format: 'uri',

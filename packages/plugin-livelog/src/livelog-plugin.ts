@@ -16,6 +16,8 @@ import {
 
 /** The config, as YAML under `plugins.livelog`. */
 export interface LivelogOptions {
+  /** How long readers still reading a finished task's log may go on after the task is disposed (default 60 s). */
+  lingerMs?: number;
   /** `host:port` the log server listens on (default `127.0.0.1:0`: loopback, any free port). */
   listen?: string;
   /** Base URL readers use to reach the server (default `http://<listen host>:<port>`). */
@@ -60,6 +62,7 @@ export interface LivelogPlugin extends PluginV1 {
  */
 export function livelog(options: LivelogOptions = {}): LivelogPlugin {
   const listen = parseListen(options.listen ?? '127.0.0.1:0');
+  const lingerMs = options.lingerMs ?? 60_000;
   if (options.publicUrl !== undefined) {
     let ok = false;
     try {
@@ -71,15 +74,15 @@ export function livelog(options: LivelogOptions = {}): LivelogPlugin {
       ]);
     }
   }
-  const logs = new Map<string, TaskLogReader>();
+  const logs = new Map<string, { log: TaskLogReader; responses: Set<ServerResponse> }>();
   let server: Server | undefined;
   let baseUrl: string | undefined;
   let workerLogger: Logger = silentLogger;
 
   const serve = (req: IncomingMessage, res: ServerResponse) => {
     const match = /^\/log\/([A-Za-z0-9_-]+)$/.exec(new URL(req.url ?? '/', 'http://x').pathname);
-    const log = match ? logs.get(match[1] as string) : undefined;
-    if (!log) {
+    const entry = match ? logs.get(match[1] as string) : undefined;
+    if (!entry) {
       res.writeHead(404, { 'Content-Type': CONTENT_TYPE }).end('not found\n');
       return;
     }
@@ -100,8 +103,12 @@ export function livelog(options: LivelogOptions = {}): LivelogPlugin {
     }
     res.socket?.setNoDelay(true);
     res.flushHeaders();
-    const reader = log.createReader();
-    res.on('close', () => reader.destroy());
+    const reader = entry.log.createReader();
+    entry.responses.add(res);
+    res.on('close', () => {
+      entry.responses.delete(res);
+      reader.destroy();
+    });
     pipeline(reader, res).catch((error: unknown) => {
       if (!res.destroyed) workerLogger.debug({ err: (error as Error).message }, 'live log reader ended');
     });
@@ -142,7 +149,8 @@ export function livelog(options: LivelogOptions = {}): LivelogPlugin {
       if (!baseUrl) return undefined;
       const token = randomBytes(20).toString('base64url');
       const url = `${baseUrl}/log/${token}`;
-      logs.set(token, context.taskLog);
+      const entry = { log: context.taskLog, responses: new Set<ServerResponse>() };
+      logs.set(token, entry);
       const relink = async (ctx: TaskHookContext & { backingLogUploaded: boolean }) => {
         if (!ctx.backingLogUploaded) return;
         await bestEffort(ctx, `link ${LIVE_LOG_NAME} to ${BACKING_LOG_NAME}`, () =>
@@ -159,6 +167,12 @@ export function livelog(options: LivelogOptions = {}): LivelogPlugin {
         exception: relink,
         dispose() {
           logs.delete(token);
+          // readers still catching up get a while to finish the (closed) log; then they are cut off
+          if (entry.responses.size > 0) {
+            setTimeout(() => {
+              for (const res of entry.responses) res.destroy();
+            }, lingerMs).unref();
+          }
         },
       };
     },

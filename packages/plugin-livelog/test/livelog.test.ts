@@ -1,4 +1,7 @@
-import { get, request } from 'node:http';
+import { writeFile } from 'node:fs/promises';
+import { get, type IncomingMessage, request } from 'node:http';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import {
   BACKING_LOG_NAME,
   ConfigError,
@@ -7,6 +10,7 @@ import {
   type TaskHookContext,
   type TaskLogWriter,
 } from '@tcw/core';
+import { createScriptEngine } from '@tcw/engine-script';
 import { FakeQueue, runPluginTask, startTestWorker } from '@tcw/testing';
 import { describe, expect, it } from 'vitest';
 import provider, { LIVE_LOG_NAME, livelog, parseListen } from '../src/index.js';
@@ -64,6 +68,10 @@ function openReader(url: string) {
       return headers;
     },
     waitFor: (needle: string) => until(() => text.includes(needle)),
+    waitForMatch: async (re: RegExp) => {
+      await until(() => re.test(text));
+      return re.exec(text) as RegExpExecArray;
+    },
     end: () => until(() => ended),
   };
 }
@@ -209,6 +217,47 @@ describe('livelog plugin: serving the log', () => {
     }
   });
 
+  it('cuts off a reader that is still behind on a finished task after lingerMs', async () => {
+    const plugin = livelog({ lingerMs: 50 });
+    const g = gate();
+    const tw = await startTestWorker({ plugins: [plugin, g.plugin] });
+    const size = 32 * 1024 * 1024;
+    try {
+      // 32 MiB of log: more than the loopback socket buffers hold, so a paused reader stays behind
+      const taskId = tw.submit({ mock: { log: 'x'.repeat(size) } });
+      await g.started;
+      const url = tw.queue.artifacts(taskId, 0).get(LIVE_LOG_NAME)?.url ?? '';
+      const response = await new Promise<IncomingMessage>((resolve, reject) => {
+        get(url, (res) => {
+          res.pause();
+          resolve(res);
+        }).on('error', reject);
+      });
+      const disposed = new Promise<void>((resolve) =>
+        tw.worker.events.once('task-resolved', () => resolve()),
+      );
+      g.release();
+      await tw.result(taskId);
+      await disposed;
+      // the plugin's 50 ms linger timer was set before this one, so it has fired when this one does
+      await new Promise((r) => setTimeout(r, 200));
+      let received = 0;
+      response.on('data', (chunk: Buffer) => {
+        received += chunk.length;
+      });
+      const complete = await new Promise<boolean>((resolve) => {
+        response.on('close', () => resolve(response.complete));
+        response.on('error', () => {});
+        response.resume();
+      });
+      expect(complete).toBe(false);
+      expect(received).toBeLessThan(size);
+    } finally {
+      g.release();
+      await tw.stop();
+    }
+  });
+
   it('gives a reader of a finished task the whole log and then EOF', async () => {
     const plugin = livelog();
     let url = '';
@@ -311,6 +360,54 @@ describe('livelog plugin: artifacts on every path', () => {
       await expect(startTestWorker({ plugins: [livelog({ listen: `127.0.0.1:${port}` })] })).rejects.toThrow(
         /EADDRINUSE/,
       );
+    } finally {
+      await tw.stop();
+    }
+  });
+});
+
+describe('livelog plugin: with a real process (script engine)', () => {
+  it('a reader attached mid-task sees the whole log from byte 0, then lines as the process prints them', async () => {
+    const fixture = fileURLToPath(new URL('./fixtures/chatty.mjs', import.meta.url));
+    const engine = createScriptEngine({
+      command: [process.execPath, fixture],
+      schema: {
+        type: 'object',
+        required: ['before', 'after'],
+        properties: { before: { type: 'integer' }, after: { type: 'integer' } },
+      },
+    });
+    const tw = await startTestWorker({ engine, plugins: [livelog()] });
+    try {
+      const taskId = tw.submit({ before: 50, after: 50 });
+      // the reference exists from `prepare` on; the process then prints and waits for `go`
+      let url: string | undefined;
+      while (!url) {
+        url = tw.queue.artifacts(taskId, 0).get(LIVE_LOG_NAME)?.url;
+        if (!url) await new Promise((r) => setTimeout(r, 10));
+      }
+      // a first reader follows the task until the process has printed its lines and waits for `go` ...
+      const first = openReader(url);
+      await first.ready;
+      const cwd = (await first.waitForMatch(/\ncwd=(.*)\n/))[1] as string;
+      expect(first.text).toContain('before 0\nbefore 1\n');
+      expect(first.text).toContain('before 49\n');
+      expect(first.text).not.toContain('after 0');
+      // ... then a second reader attaches mid-task: it gets everything from byte 0
+      const late = openReader(url);
+      await late.ready;
+      await late.waitFor(`cwd=${cwd}\n`);
+      expect(late.text).toBe(first.text);
+      expect(late.text.startsWith('[taskcluster ')).toBe(true);
+      // and then the lines the process prints from now on
+      await writeFile(join(cwd, 'go'), '');
+      await late.waitFor('after 49\n');
+      const result = await tw.result(taskId);
+      await Promise.all([first.end(), late.end()]);
+      expect(result.resolution).toBe('completed');
+      expect(late.text).toBe(result.log);
+      expect(first.text).toBe(result.log);
+      expect(result.artifacts.get(LIVE_LOG_NAME)?.storageType).toBe('link');
     } finally {
       await tw.stop();
     }

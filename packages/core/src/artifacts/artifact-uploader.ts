@@ -84,10 +84,12 @@ class HashingTransform extends Transform {
   }
 }
 
+/** A data PUT the object store refused; `statusCode` lets callers tell an outage (5xx) from a refusal. */
 class PutError extends Error {
   constructor(
     message: string,
     readonly retriable: boolean,
+    readonly statusCode: number,
   ) {
     super(message);
   }
@@ -302,7 +304,10 @@ export class ArtifactUploader {
           res.on('end', () => {
             const status = res.statusCode ?? 0;
             if (status >= 200 && status < 300) resolve();
-            else reject(new PutError(`PUT ${url.origin}${url.pathname} answered ${status}`, status >= 500));
+            else
+              reject(
+                new PutError(`PUT ${url.origin}${url.pathname} answered ${status}`, status >= 500, status),
+              );
           });
           res.on('error', reject);
         });
