@@ -16,7 +16,8 @@ import { fileURLToPath } from 'node:url';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
 const require = createRequire(join(root, 'apps/worker/package.json'));
-const taskcluster = require('taskcluster-client');
+const tcModule = require('taskcluster-client');
+const taskcluster = tcModule.default ?? tcModule;
 const CLI = join(root, 'apps/worker/dist/cli.js');
 
 const args = process.argv.slice(2);
@@ -76,6 +77,7 @@ async function throughWorker(capacity) {
     if (child.exitCode !== null) throw new Error(`tcw start exited ${child.exitCode}`);
     await new Promise((r) => setTimeout(r, 20));
   }
+  process.once('exit', () => child.kill('SIGKILL'));
   const env = Object.fromEntries([...out.matchAll(/^export (\w+)='([^']*)'$/gm)].map((m) => [m[1], m[2]]));
   const queue = new taskcluster.Queue({
     rootUrl: env.TASKCLUSTER_ROOT_URL,

@@ -26,3 +26,19 @@ export function createLogger(options: LoggerOptions = {}): Logger & pino.Logger 
   }
   return pino({ level, base }, pino.destination({ dest: 2, sync: true })) as Logger & pino.Logger;
 }
+
+/**
+ * The local queue logs `(message, details)`; pino takes `(details, message)`. This keeps the details (method,
+ * route, status) as fields of the JSON line instead of dropping them.
+ */
+export function messageFirstLogger(target: pino.Logger) {
+  const level =
+    (name: 'debug' | 'info' | 'warn' | 'error') =>
+    (message: unknown, ...rest: unknown[]) => {
+      const [details] = rest;
+      if (details instanceof Error) target[name]({ err: details }, String(message));
+      else if (details && typeof details === 'object') target[name](details as object, String(message));
+      else target[name](String(message));
+    };
+  return { debug: level('debug'), info: level('info'), warn: level('warn'), error: level('error') };
+}

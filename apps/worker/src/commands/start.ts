@@ -22,7 +22,7 @@ import {
   localQueueStateDirOf,
   workDirOf,
 } from '../defaults.js';
-import { createLogger } from '../logger.js';
+import { createLogger, messageFirstLogger } from '../logger.js';
 import { findConfig } from './find-config.js';
 import { type CommandIo, EXIT } from './io.js';
 
@@ -77,7 +77,7 @@ export async function startWorker(loaded: LoadedConfig, options: StartOptions): 
       host: config.localQueue?.host ?? '127.0.0.1',
       port: options.localQueuePort ?? config.localQueue?.port ?? DEFAULT_LOCAL_QUEUE_PORT,
       ...(config.localQueue?.config ? { config: config.localQueue.config as never } : {}),
-      logger: logger.child({ component: 'local-queue' }),
+      logger: messageFirstLogger(logger.child({ component: 'local-queue' })),
     });
     rootUrl = localQueue.rootUrl;
     credentials = localQueue.rootCredentials;
