@@ -83,14 +83,18 @@ CREATE TABLE IF NOT EXISTS secrets (name TEXT PRIMARY KEY, secret TEXT NOT NULL,
 
 export type Db = DatabaseSync;
 
-/** Opens (and creates) the state database: WAL journal, synchronous=FULL so a committed reply survives SIGKILL. */
-export function openDatabase(file: string): Db {
+/**
+ * Opens (and creates) the state database in WAL mode. synchronous=FULL fsyncs every commit (a reply survives
+ * power loss); NORMAL leaves the commit in the OS page cache (a reply survives SIGKILL of the process, not a crash
+ * of the machine).
+ */
+export function openDatabase(file: string, synchronous: 'FULL' | 'NORMAL' = 'FULL'): Db {
   suppressSqliteExperimentalWarning();
   const require = createRequire(import.meta.url);
   const sqlite = require('node:sqlite') as typeof import('node:sqlite');
   const db = new sqlite.DatabaseSync(file);
   db.exec('PRAGMA journal_mode = WAL');
-  db.exec('PRAGMA synchronous = FULL');
+  db.exec(`PRAGMA synchronous = ${synchronous}`);
   db.exec('PRAGMA busy_timeout = 5000');
   db.exec('PRAGMA foreign_keys = OFF');
   db.exec(SCHEMA);

@@ -50,6 +50,12 @@ export interface LocalQueueConfig {
   reregistrationTimeout?: number;
   /** Scopes every caller gets, authenticated or not (the `anonymous` role). */
   anonymousScopes?: string[];
+  /**
+   * `full` (default): every acknowledged change is fsynced (survives power loss). `process`: WAL with
+   * synchronous=NORMAL and no fsync of object files: survives SIGKILL of the queue process, not a machine crash;
+   * several times faster on slow disks.
+   */
+  durability?: 'full' | 'process';
   /** Root credentials to use instead of generating them in the state directory. */
   rootClient?: { clientId: string; accessToken: string };
 }
@@ -147,6 +153,9 @@ function validateConfig(config: LocalQueueConfig): void {
         throw new Error(`local-queue config: /workers/${i}/${k} is required`);
     }
   });
+  if (config.durability !== undefined && config.durability !== 'full' && config.durability !== 'process') {
+    throw new Error("local-queue config: /durability must be 'full' or 'process'");
+  }
   if (config.secrets !== undefined && (typeof config.secrets !== 'object' || config.secrets === null)) {
     throw new Error('local-queue config: /secrets must be an object of name → secret');
   }
@@ -164,7 +173,7 @@ export async function startLocalQueue(options: LocalQueueOptions): Promise<Local
   for (const c of config.clients ?? []) clients.set(c.clientId, { ...c, scopes: [...c.scopes] });
   clients.set(root.clientId, { ...root, scopes: ['*'] });
 
-  const db = openDatabase(join(stateDir, 'queue.sqlite'));
+  const db = openDatabase(join(stateDir, 'queue.sqlite'), config.durability === 'process' ? 'NORMAL' : 'FULL');
   const events = new EventEmitter();
   events.setMaxListeners(0);
   let baseUrl = '';
@@ -180,6 +189,7 @@ export async function startLocalQueue(options: LocalQueueOptions): Promise<Local
     maxTaskDeadlineDays: config.maxTaskDeadlineDays ?? 5,
     reregistrationTimeoutMs: (config.reregistrationTimeout ?? 96 * 3600) * 1000,
     baseUrl: () => baseUrl,
+    fsyncObjects: config.durability !== 'process',
   });
   for (const w of config.workers ?? []) svc.upsertStaticWorker(w);
   for (const [name, value] of Object.entries(config.secrets ?? {})) {

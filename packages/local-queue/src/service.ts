@@ -2,6 +2,7 @@ import { createHash, createHmac } from 'node:crypto';
 import type { EventEmitter } from 'node:events';
 import { closeSync, fsyncSync, openSync, renameSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
+import type { StatementSync } from 'node:sqlite';
 import { createTemporaryCredentials, formatExpr, type ScopeExpr, satisfies, unsatisfied } from './auth.js';
 import { type Db, transaction } from './db.js';
 import { ApiError, badRequest, conflict, forbidden, invalidInput, notFound } from './errors.js';
@@ -91,6 +92,8 @@ export interface ServiceOptions {
   reregistrationTimeoutMs: number;
   /** Base URL of the server (for data URLs), known once listening. */
   baseUrl: () => string;
+  /** fsync object bytes before acknowledging them (durability `full`). */
+  fsyncObjects: boolean;
 }
 
 const EXCEPTION_REASONS = new Set([
@@ -162,6 +165,18 @@ export class QueueService {
     this.#runResolvers();
   }
 
+  readonly #statements = new Map<string, StatementSync>();
+
+  /** A prepared statement, compiled once per SQL text. */
+  #q(sql: string): StatementSync {
+    let stmt = this.#statements.get(sql);
+    if (!stmt) {
+      stmt = this.#db.prepare(sql);
+      this.#statements.set(sql, stmt);
+    }
+    return stmt;
+  }
+
   close(): void {
     this.#closed = true;
     if (this.#timer) clearTimeout(this.#timer);
@@ -200,11 +215,9 @@ export class QueueService {
   }
 
   #load(taskId: string): TaskRecord | undefined {
-    const row = this.#db
-      .prepare(
-        'SELECT task_id, definition, retries_left, deadline, expires, runs, open FROM tasks WHERE task_id = ?',
-      )
-      .get(taskId) as TaskRow | undefined;
+    const row = this.#q(
+      'SELECT task_id, definition, retries_left, deadline, expires, runs, open FROM tasks WHERE task_id = ?',
+    ).get(taskId) as TaskRow | undefined;
     if (!row) return undefined;
     return {
       taskId: row.task_id,
@@ -220,9 +233,13 @@ export class QueueService {
   #save(rec: TaskRecord): void {
     const last = rec.runs.at(-1);
     const takenUntil = last?.state === 'running' && last.takenUntil ? Date.parse(last.takenUntil) : null;
-    this.#db
-      .prepare('UPDATE tasks SET runs = ?, retries_left = ?, open = ?, taken_until = ? WHERE task_id = ?')
-      .run(JSON.stringify(rec.runs), rec.retriesLeft, rec.open ? 1 : 0, takenUntil, rec.taskId);
+    this.#q('UPDATE tasks SET runs = ?, retries_left = ?, open = ?, taken_until = ? WHERE task_id = ?').run(
+      JSON.stringify(rec.runs),
+      rec.retriesLeft,
+      rec.open ? 1 : 0,
+      takenUntil,
+      rec.taskId,
+    );
     if (takenUntil !== null) this.#armTimer(takenUntil);
   }
 
@@ -254,11 +271,9 @@ export class QueueService {
     const run: Run = { runId: rec.runs.length, state: 'pending', reasonCreated, scheduled: iso(now) };
     rec.runs.push(run);
     rec.open = true;
-    this.#db
-      .prepare(
-        'INSERT INTO pending (task_queue_id, priority, task_id, run_id, deadline) VALUES (?, ?, ?, ?, ?)',
-      )
-      .run(rec.def.taskQueueId, priorityValue(rec.def.priority), rec.taskId, run.runId, rec.deadline);
+    this.#q(
+      'INSERT INTO pending (task_queue_id, priority, task_id, run_id, deadline) VALUES (?, ?, ?, ?, ?)',
+    ).run(rec.def.taskQueueId, priorityValue(rec.def.priority), rec.taskId, run.runId, rec.deadline);
     this.#wake.add(rec.def.taskQueueId);
     this.#emit('task-pending', { taskId: rec.taskId, runId: run.runId, status: this.status(rec) });
     return run;
@@ -273,7 +288,7 @@ export class QueueService {
     now: number,
   ) {
     if (run.state === 'pending') {
-      this.#db.prepare('DELETE FROM pending WHERE task_id = ? AND run_id = ?').run(rec.taskId, run.runId);
+      this.#q('DELETE FROM pending WHERE task_id = ? AND run_id = ?').run(rec.taskId, run.runId);
     }
     run.state = state;
     run.reasonResolved = reason;
@@ -306,26 +321,27 @@ export class QueueService {
   }
 
   #resolveDependents(taskId: string, state: string, now: number): void {
-    const rows = this.#db
-      .prepare('SELECT dependent FROM dependencies WHERE required = ? AND satisfied = 0')
-      .all(taskId) as Array<{ dependent: string }>;
+    const rows = this.#q('SELECT dependent FROM dependencies WHERE required = ? AND satisfied = 0').all(
+      taskId,
+    ) as Array<{ dependent: string }>;
     for (const { dependent } of rows) {
       if (dependent === taskId) continue;
       const dep = this.#load(dependent);
       if (!dep) continue;
       if (state !== 'completed' && dep.def.requires !== 'all-resolved') continue;
-      this.#db
-        .prepare('UPDATE dependencies SET satisfied = 1 WHERE required = ? AND dependent = ?')
-        .run(taskId, dependent);
+      this.#q('UPDATE dependencies SET satisfied = 1 WHERE required = ? AND dependent = ?').run(
+        taskId,
+        dependent,
+      );
       this.#maybeSchedule(dep, now);
     }
   }
 
   #maybeSchedule(rec: TaskRecord, now: number): void {
     if (rec.runs.length > 0 || !rec.open || now >= rec.deadline) return;
-    const blocking = this.#db
-      .prepare('SELECT COUNT(*) AS n FROM dependencies WHERE dependent = ? AND satisfied = 0')
-      .get(rec.taskId) as { n: number };
+    const blocking = this.#q(
+      'SELECT COUNT(*) AS n FROM dependencies WHERE dependent = ? AND satisfied = 0',
+    ).get(rec.taskId) as { n: number };
     if (blocking.n > 0) return;
     this.#makePending(rec, 'scheduled', now);
     this.#save(rec);
@@ -351,9 +367,9 @@ export class QueueService {
     try {
       const now = Date.now();
       this.#tx(() => {
-        const expired = this.#db
-          .prepare('SELECT task_id FROM tasks WHERE taken_until IS NOT NULL AND taken_until <= ? LIMIT 1000')
-          .all(now) as Array<{ task_id: string }>;
+        const expired = this.#q(
+          'SELECT task_id FROM tasks WHERE taken_until IS NOT NULL AND taken_until <= ? LIMIT 1000',
+        ).all(now) as Array<{ task_id: string }>;
         for (const { task_id } of expired) {
           const rec = this.#load(task_id)!;
           const run = rec.runs.at(-1);
@@ -364,9 +380,9 @@ export class QueueService {
           if (now >= rec.deadline) this.#resolveRun(rec, run, 'exception', 'deadline-exceeded', now);
           else this.#resolveRun(rec, run, 'exception', 'claim-expired', now);
         }
-        const overdue = this.#db
-          .prepare('SELECT task_id FROM tasks WHERE open = 1 AND deadline <= ? LIMIT 1000')
-          .all(now - this.#o.deadlineDelayMs) as Array<{ task_id: string }>;
+        const overdue = this.#q('SELECT task_id FROM tasks WHERE open = 1 AND deadline <= ? LIMIT 1000').all(
+          now - this.#o.deadlineDelayMs,
+        ) as Array<{ task_id: string }>;
         for (const { task_id } of overdue) {
           const rec = this.#load(task_id)!;
           const run = rec.runs.at(-1);
@@ -390,11 +406,9 @@ export class QueueService {
     } catch (err) {
       this.#o.logger.error('claim/deadline resolver failed', err);
     }
-    const next = this.#db
-      .prepare(
-        'SELECT MIN(taken_until) AS a, (SELECT MIN(deadline) FROM tasks WHERE open = 1) AS b FROM tasks WHERE taken_until IS NOT NULL',
-      )
-      .get() as { a: number | null; b: number | null };
+    const next = this.#q(
+      'SELECT MIN(taken_until) AS a, (SELECT MIN(deadline) FROM tasks WHERE open = 1) AS b FROM tasks WHERE taken_until IS NOT NULL',
+    ).get() as { a: number | null; b: number | null };
     const candidates = [next.a, next.b === null ? null : next.b + this.#o.deadlineDelayMs].filter(
       (x): x is number => x !== null,
     );
@@ -428,9 +442,9 @@ export class QueueService {
       throw conflict(`taskId ${taskId} already used by another task definition`);
     }
     const deadline = Date.parse(def.deadline);
-    const group = this.#db
-      .prepare('SELECT scheduler_id FROM tasks WHERE task_group_id = ? LIMIT 1')
-      .get(def.taskGroupId) as { scheduler_id: string } | undefined;
+    const group = this.#q('SELECT scheduler_id FROM tasks WHERE task_group_id = ? LIMIT 1').get(
+      def.taskGroupId,
+    ) as { scheduler_id: string } | undefined;
     if (group && group.scheduler_id !== def.schedulerId) {
       throw conflict(
         `taskGroupId ${def.taskGroupId} already has schedulerId ${group.scheduler_id}; every task in a group must share it`,
@@ -454,27 +468,25 @@ export class QueueService {
         satisfied: resolved && (last.state === 'completed' || def.requires === 'all-resolved'),
       });
     });
-    this.#db
-      .prepare(
-        `INSERT INTO tasks (task_id, definition, task_queue_id, scheduler_id, task_group_id, project_id, priority,
+    this.#q(
+      `INSERT INTO tasks (task_id, definition, task_queue_id, scheduler_id, task_group_id, project_id, priority,
           requires, retries, retries_left, deadline, expires, runs, open, taken_until)
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, '[]', 1, NULL)`,
-      )
-      .run(
-        taskId,
-        JSON.stringify(def),
-        def.taskQueueId,
-        def.schedulerId,
-        def.taskGroupId,
-        def.projectId,
-        priorityValue(def.priority),
-        def.requires,
-        def.retries,
-        def.retries,
-        deadline,
-        Date.parse(def.expires),
-      );
-    const insertDep = this.#db.prepare(
+    ).run(
+      taskId,
+      JSON.stringify(def),
+      def.taskQueueId,
+      def.schedulerId,
+      def.taskGroupId,
+      def.projectId,
+      priorityValue(def.priority),
+      def.requires,
+      def.retries,
+      def.retries,
+      deadline,
+      Date.parse(def.expires),
+    );
+    const insertDep = this.#q(
       'INSERT OR IGNORE INTO dependencies (required, dependent, satisfied) VALUES (?, ?, ?)',
     );
     for (const d of deps) insertDep.run(d.id, taskId, d.satisfied ? 1 : 0);
@@ -569,7 +581,7 @@ export class QueueService {
       const rec = this.#mustLoad(taskId);
       if (now >= rec.deadline) throw conflict(`Task ${taskId} cannot be scheduled: its deadline has passed`);
       if (rec.runs.length === 0 && rec.open) {
-        this.#db.prepare('UPDATE dependencies SET satisfied = 1 WHERE dependent = ?').run(taskId);
+        this.#q('UPDATE dependencies SET satisfied = 1 WHERE dependent = ?').run(taskId);
         this.#makePending(rec, 'scheduled', now);
         this.#save(rec);
       }
@@ -673,14 +685,12 @@ export class QueueService {
   ): Array<Record<string, unknown>> {
     return this.#tx(() => {
       const now = Date.now();
-      const rows = this.#db
-        .prepare(
-          'SELECT seq, task_id, run_id FROM pending WHERE task_queue_id = ? AND deadline > ? ORDER BY priority DESC, seq LIMIT ?',
-        )
-        .all(taskQueueId, now, n) as Array<{ seq: number; task_id: string; run_id: number }>;
+      const rows = this.#q(
+        'SELECT seq, task_id, run_id FROM pending WHERE task_queue_id = ? AND deadline > ? ORDER BY priority DESC, seq LIMIT ?',
+      ).all(taskQueueId, now, n) as Array<{ seq: number; task_id: string; run_id: number }>;
       const claims: Array<Record<string, unknown>> = [];
       for (const row of rows) {
-        this.#db.prepare('DELETE FROM pending WHERE seq = ?').run(row.seq);
+        this.#q('DELETE FROM pending WHERE seq = ?').run(row.seq);
         const rec = this.#load(row.task_id);
         const run = rec?.runs[row.run_id];
         if (!rec || !run || run.state !== 'pending' || row.run_id !== rec.runs.length - 1) continue;
@@ -859,9 +869,11 @@ export class QueueService {
         throw conflict(`Run ${runId} of task ${taskId} is ${run.state}: no artifacts can be created`);
 
       const objectName = `t/${taskId}/${runId}/${name}`;
-      const existing = this.#db
-        .prepare('SELECT * FROM artifacts WHERE task_id = ? AND run_id = ? AND name = ?')
-        .get(taskId, runId, name) as ArtifactRow | undefined;
+      const existing = this.#q('SELECT * FROM artifacts WHERE task_id = ? AND run_id = ? AND name = ?').get(
+        taskId,
+        runId,
+        name,
+      ) as ArtifactRow | undefined;
       if (existing) {
         const old = JSON.parse(existing.details) as Record<string, unknown>;
         const same =
@@ -883,12 +895,10 @@ export class QueueService {
       }
       if (storageType === 's3') details = { objectName };
       const present = storageType === 'object' ? (existing?.present ?? 0) : 1;
-      this.#db
-        .prepare(
-          `INSERT OR REPLACE INTO artifacts (task_id, run_id, name, storage_type, content_type, expires, present, details)
+      this.#q(
+        `INSERT OR REPLACE INTO artifacts (task_id, run_id, name, storage_type, content_type, expires, present, details)
            VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
-        )
-        .run(taskId, runId, name, storageType, contentType, expires, present, JSON.stringify(details));
+      ).run(taskId, runId, name, storageType, contentType, expires, present, JSON.stringify(details));
       if (storageType === 'reference' || storageType === 'link' || storageType === 'error') {
         this.#emitArtifactCreated(rec, run, name, storageType, expires, contentType);
       }
@@ -953,18 +963,22 @@ export class QueueService {
     this.#tx(() => {
       const rec = this.#mustLoad(taskId);
       const run = this.#runOf(rec, runId);
-      const art = this.#db
-        .prepare('SELECT * FROM artifacts WHERE task_id = ? AND run_id = ? AND name = ?')
-        .get(taskId, runId, name) as ArtifactRow | undefined;
+      const art = this.#q('SELECT * FROM artifacts WHERE task_id = ? AND run_id = ? AND name = ?').get(
+        taskId,
+        runId,
+        name,
+      ) as ArtifactRow | undefined;
       if (!art) throw notFound(`Artifact ${name} not found`);
       if (art.storage_type !== 'object') throw badRequest(`Artifact ${name} is not an object artifact`);
       const details = JSON.parse(art.details) as { uploadId: string; objectName: string };
       if (details.uploadId !== body.uploadId) throw badRequest(`uploadId does not match artifact ${name}`);
       const obj = this.#object(details.objectName);
       if (obj?.finished !== 1) throw badRequest(`The object for artifact ${name} is not finished uploading`);
-      this.#db
-        .prepare('UPDATE artifacts SET present = 1 WHERE task_id = ? AND run_id = ? AND name = ?')
-        .run(taskId, runId, name);
+      this.#q('UPDATE artifacts SET present = 1 WHERE task_id = ? AND run_id = ? AND name = ?').run(
+        taskId,
+        runId,
+        name,
+      );
       this.#emitArtifactCreated(rec, run, name, 'object', art.expires, art.content_type);
     });
   }
@@ -985,9 +999,11 @@ export class QueueService {
       requireScopes(scopes, `queue:get-artifact:${current}`);
       if (seen.has(current)) throw badRequest(`Artifact link cycle at ${current}`);
       seen.add(current);
-      const art = this.#db
-        .prepare('SELECT * FROM artifacts WHERE task_id = ? AND run_id = ? AND name = ?')
-        .get(taskId, rid, current) as ArtifactRow | undefined;
+      const art = this.#q('SELECT * FROM artifacts WHERE task_id = ? AND run_id = ? AND name = ?').get(
+        taskId,
+        rid,
+        current,
+      ) as ArtifactRow | undefined;
       if (art?.present !== 1) throw notFound(`Artifact ${current} not found`);
       if (art.expires < Date.now())
         throw new ApiError(410, 'ResourceExpired', `Artifact ${current} has expired`);
@@ -1055,9 +1071,9 @@ export class QueueService {
     const rec = this.#mustLoad(taskId);
     const rid = runId === 'latest' ? this.#latestRunId(rec) : runId;
     this.#runOf(rec, rid);
-    const art = this.#db
-      .prepare('SELECT * FROM artifacts WHERE task_id = ? AND run_id = ? AND name = ? AND present = 1')
-      .get(taskId, rid, name) as ArtifactRow | undefined;
+    const art = this.#q(
+      'SELECT * FROM artifacts WHERE task_id = ? AND run_id = ? AND name = ? AND present = 1',
+    ).get(taskId, rid, name) as ArtifactRow | undefined;
     if (!art) throw notFound(`Artifact ${name} not found`);
     return this.#artifactEntry(art);
   }
@@ -1077,11 +1093,9 @@ export class QueueService {
     this.#runOf(rec, rid);
     const limit = Math.min(Math.max(Number(query.get('limit') ?? 1000) || 1000, 1), 1000);
     const after = query.get('continuationToken') ?? '';
-    const rows = this.#db
-      .prepare(
-        'SELECT * FROM artifacts WHERE task_id = ? AND run_id = ? AND present = 1 AND name > ? ORDER BY name LIMIT ?',
-      )
-      .all(taskId, rid, after, limit + 1) as unknown as ArtifactRow[];
+    const rows = this.#q(
+      'SELECT * FROM artifacts WHERE task_id = ? AND run_id = ? AND present = 1 AND name > ? ORDER BY name LIMIT ?',
+    ).all(taskId, rid, after, limit + 1) as unknown as ArtifactRow[];
     const page = rows.slice(0, limit);
     const result: Record<string, unknown> = { artifacts: page.map((a) => this.#artifactEntry(a)) };
     if (rows.length > limit) result.continuationToken = page.at(-1)!.name;
@@ -1107,24 +1121,21 @@ export class QueueService {
   }
 
   #object(name: string): ObjectRow | undefined {
-    return this.#db.prepare('SELECT * FROM objects WHERE name = ?').get(name) as ObjectRow | undefined;
+    return this.#q('SELECT * FROM objects WHERE name = ?').get(name) as ObjectRow | undefined;
   }
 
   #lockInUpload(name: string, projectId: string, uploadId: string, expires: number): void {
     const obj = this.#object(name);
     if (!obj) {
-      this.#db
-        .prepare(
-          "INSERT INTO objects (name, project_id, upload_id, expires, hashes, finished) VALUES (?, ?, ?, ?, '{}', 0)",
-        )
-        .run(name, projectId, uploadId, expires);
+      this.#q(
+        "INSERT INTO objects (name, project_id, upload_id, expires, hashes, finished) VALUES (?, ?, ?, ?, '{}', 0)",
+      ).run(name, projectId, uploadId, expires);
       return;
     }
     if (obj.upload_id !== uploadId || obj.project_id !== projectId) {
       throw conflict(`Object ${name} already exists with another upload`);
     }
-    if (expires > obj.expires)
-      this.#db.prepare('UPDATE objects SET expires = ? WHERE name = ?').run(expires, name);
+    if (expires > obj.expires) this.#q('UPDATE objects SET expires = ? WHERE name = ?').run(expires, name);
   }
 
   #ensureObject(
@@ -1135,11 +1146,9 @@ export class QueueService {
     contentType: string,
   ): void {
     if (this.#object(name)) return;
-    this.#db
-      .prepare(
-        "INSERT INTO objects (name, project_id, upload_id, expires, content_type, hashes, finished) VALUES (?, ?, ?, ?, ?, '{}', 0)",
-      )
-      .run(name, projectId, uploadId, expires, contentType);
+    this.#q(
+      "INSERT INTO objects (name, project_id, upload_id, expires, content_type, hashes, finished) VALUES (?, ?, ?, ?, ?, '{}', 0)",
+    ).run(name, projectId, uploadId, expires, contentType);
   }
 
   objectFile(name: string): string {
@@ -1167,11 +1176,9 @@ export class QueueService {
           throw conflict(`Object ${name} exists with a different projectId, uploadId or expires`);
         }
       } else {
-        this.#db
-          .prepare(
-            "INSERT INTO objects (name, project_id, upload_id, expires, hashes, finished) VALUES (?, ?, ?, ?, '{}', 0)",
-          )
-          .run(name, projectId, uploadId, expires);
+        this.#q(
+          "INSERT INTO objects (name, project_id, upload_id, expires, hashes, finished) VALUES (?, ?, ?, ?, '{}', 0)",
+        ).run(name, projectId, uploadId, expires);
       }
       this.#mergeHashes(name, hashes as Record<string, unknown>);
       let uploadMethod: Record<string, unknown> = {};
@@ -1189,9 +1196,11 @@ export class QueueService {
       } else if (isObject(put)) {
         const contentType = typeof put.contentType === 'string' ? put.contentType : 'application/binary';
         const contentLength = typeof put.contentLength === 'number' ? put.contentLength : null;
-        this.#db
-          .prepare('UPDATE objects SET content_type = ?, content_length = ? WHERE name = ?')
-          .run(contentType, contentLength, name);
+        this.#q('UPDATE objects SET content_type = ?, content_length = ? WHERE name = ?').run(
+          contentType,
+          contentLength,
+          name,
+        );
         const urlExpires = now + 45 * MIN;
         uploadMethod = {
           putUrl: {
@@ -1215,7 +1224,7 @@ export class QueueService {
       }
       stored[alg] = value;
     }
-    this.#db.prepare('UPDATE objects SET hashes = ? WHERE name = ?').run(JSON.stringify(stored), name);
+    this.#q('UPDATE objects SET hashes = ? WHERE name = ?').run(JSON.stringify(stored), name);
   }
 
   /** Writes bytes (already received) durably: temp file, fsync, rename. Records size and content hashes. */
@@ -1233,7 +1242,7 @@ export class QueueService {
         sha512.update(c);
         size += c.length;
       }
-      fsyncSync(fd);
+      if (this.#o.fsyncObjects) fsyncSync(fd);
     } finally {
       closeSync(fd);
     }
@@ -1263,12 +1272,10 @@ export class QueueService {
       }
     }
     const s3 = obj.upload_id.startsWith('s3-');
-    this.#db
-      .prepare(
-        `UPDATE objects SET file = ?, size = ?, hashes = ?, content_type = COALESCE(?, content_type),
+    this.#q(
+      `UPDATE objects SET file = ?, size = ?, hashes = ?, content_type = COALESCE(?, content_type),
          finished = CASE WHEN ? THEN 1 ELSE finished END WHERE name = ?`,
-      )
-      .run(file, size, JSON.stringify({ ...stored, ...computed }), contentType ?? null, s3 ? 1 : 0, name);
+    ).run(file, size, JSON.stringify({ ...stored, ...computed }), contentType ?? null, s3 ? 1 : 0, name);
   }
 
   /** For the putUrl handler: runs `write` inside a transaction so the row and file agree. */
@@ -1305,7 +1312,7 @@ export class QueueService {
       }
       if (obj.finished === 1) return;
       if (obj.file === null) throw badRequest(`Object ${name}: no data was uploaded`);
-      this.#db.prepare('UPDATE objects SET finished = 1 WHERE name = ?').run(name);
+      this.#q('UPDATE objects SET finished = 1 WHERE name = ?').run(name);
     });
     return {};
   }
@@ -1361,21 +1368,19 @@ export class QueueService {
     workerConfig?: Record<string, unknown>;
   }): void {
     this.#tx(() => {
-      this.#db
-        .prepare(
-          `INSERT INTO workers (worker_pool_id, worker_group, worker_id, provider_id, static_secret, secret, expires, state, worker_config)
+      this.#q(
+        `INSERT INTO workers (worker_pool_id, worker_group, worker_id, provider_id, static_secret, secret, expires, state, worker_config)
            VALUES (?, ?, ?, ?, ?, NULL, NULL, 'requested', ?)
            ON CONFLICT (worker_pool_id, worker_group, worker_id) DO UPDATE SET
              provider_id = excluded.provider_id, static_secret = excluded.static_secret, worker_config = excluded.worker_config`,
-        )
-        .run(
-          w.workerPoolId,
-          w.workerGroup,
-          w.workerId,
-          w.providerId ?? 'static',
-          w.staticSecret,
-          JSON.stringify(w.workerConfig ?? {}),
-        );
+      ).run(
+        w.workerPoolId,
+        w.workerGroup,
+        w.workerId,
+        w.providerId ?? 'static',
+        w.staticSecret,
+        JSON.stringify(w.workerConfig ?? {}),
+      );
     });
   }
 
@@ -1402,9 +1407,9 @@ export class QueueService {
   }
 
   #worker(wp: string, wg: string, wid: string) {
-    return this.#db
-      .prepare('SELECT * FROM workers WHERE worker_pool_id = ? AND worker_group = ? AND worker_id = ?')
-      .get(wp, wg, wid) as
+    return this.#q(
+      'SELECT * FROM workers WHERE worker_pool_id = ? AND worker_group = ? AND worker_id = ?',
+    ).get(wp, wg, wid) as
       | {
           provider_id: string;
           static_secret: string;
@@ -1442,11 +1447,9 @@ export class QueueService {
   ): Record<string, unknown> {
     const expires = Date.now() + this.#o.reregistrationTimeoutMs;
     const secret = slugid() + slugid();
-    this.#db
-      .prepare(
-        "UPDATE workers SET secret = ?, expires = ?, state = 'running' WHERE worker_pool_id = ? AND worker_group = ? AND worker_id = ?",
-      )
-      .run(secret, expires, wp, wg, wid);
+    this.#q(
+      "UPDATE workers SET secret = ?, expires = ?, state = 'running' WHERE worker_pool_id = ? AND worker_group = ? AND worker_id = ?",
+    ).run(secret, expires, wp, wg, wid);
     const result: Record<string, unknown> = {
       expires: iso(expires),
       credentials: this.#workerCredentials(w.provider_id, wp, wg, wid, expires),
@@ -1478,15 +1481,13 @@ export class QueueService {
     return this.#tx(() => {
       const w = this.#worker(wp, wg, wid);
       if (!w) throw notFound(`Worker ${wp}/${wg}/${wid} not found`);
-      this.#db
-        .prepare(
-          "UPDATE workers SET state = 'stopped', secret = NULL WHERE worker_pool_id = ? AND worker_group = ? AND worker_id = ?",
-        )
-        .run(wp, wg, wid);
+      this.#q(
+        "UPDATE workers SET state = 'stopped', secret = NULL WHERE worker_pool_id = ? AND worker_group = ? AND worker_id = ?",
+      ).run(wp, wg, wid);
       const now = Date.now();
-      const rows = this.#db
-        .prepare('SELECT task_id FROM tasks WHERE taken_until IS NOT NULL AND task_queue_id = ?')
-        .all(wp) as Array<{ task_id: string }>;
+      const rows = this.#q(
+        'SELECT task_id FROM tasks WHERE taken_until IS NOT NULL AND task_queue_id = ?',
+      ).all(wp) as Array<{ task_id: string }>;
       for (const { task_id } of rows) {
         const rec = this.#load(task_id)!;
         const run = rec.runs.at(-1);
@@ -1502,15 +1503,17 @@ export class QueueService {
 
   setSecret(name: string, value: unknown, expires: number): void {
     this.#tx(() => {
-      this.#db
-        .prepare('INSERT OR REPLACE INTO secrets (name, secret, expires) VALUES (?, ?, ?)')
-        .run(name, JSON.stringify(value), expires);
+      this.#q('INSERT OR REPLACE INTO secrets (name, secret, expires) VALUES (?, ?, ?)').run(
+        name,
+        JSON.stringify(value),
+        expires,
+      );
     });
   }
 
   getSecret(name: string, scopes: readonly string[]): Record<string, unknown> {
     requireScopes(scopes, `secrets:get:${name}`);
-    const row = this.#db.prepare('SELECT secret, expires FROM secrets WHERE name = ?').get(name) as
+    const row = this.#q('SELECT secret, expires FROM secrets WHERE name = ?').get(name) as
       | { secret: string; expires: number }
       | undefined;
     if (!row || row.expires < Date.now()) throw notFound(`Secret ${name} not found`);
@@ -1526,7 +1529,7 @@ export class QueueService {
 
   removeSecret(name: string, scopes: readonly string[]): Record<string, unknown> {
     requireScopes(scopes, `secrets:set:${name}`);
-    const r = this.#tx(() => this.#db.prepare('DELETE FROM secrets WHERE name = ?').run(name));
+    const r = this.#tx(() => this.#q('DELETE FROM secrets WHERE name = ?').run(name));
     if (Number(r.changes) === 0) throw notFound(`Secret ${name} not found`);
     return {};
   }
