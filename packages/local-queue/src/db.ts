@@ -1,6 +1,5 @@
 import { createRequire } from 'node:module';
 import type { DatabaseSync } from 'node:sqlite';
-import { suppressSqliteExperimentalWarning } from './warnings.js';
 
 const SCHEMA_VERSION = 1;
 
@@ -89,7 +88,6 @@ export type Db = DatabaseSync;
  * of the machine).
  */
 export function openDatabase(file: string, synchronous: 'FULL' | 'NORMAL' = 'FULL'): Db {
-  suppressSqliteExperimentalWarning();
   const require = createRequire(import.meta.url);
   const sqlite = require('node:sqlite') as typeof import('node:sqlite');
   const db = new sqlite.DatabaseSync(file);

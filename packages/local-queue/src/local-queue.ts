@@ -173,7 +173,10 @@ export async function startLocalQueue(options: LocalQueueOptions): Promise<Local
   for (const c of config.clients ?? []) clients.set(c.clientId, { ...c, scopes: [...c.scopes] });
   clients.set(root.clientId, { ...root, scopes: ['*'] });
 
-  const db = openDatabase(join(stateDir, 'queue.sqlite'), config.durability === 'process' ? 'NORMAL' : 'FULL');
+  const db = openDatabase(
+    join(stateDir, 'queue.sqlite'),
+    config.durability === 'process' ? 'NORMAL' : 'FULL',
+  );
   const events = new EventEmitter();
   events.setMaxListeners(0);
   let baseUrl = '';
