@@ -346,6 +346,8 @@ export function createHandler(o: HttpHandlerOptions) {
         ms: Date.now() - started,
       });
     } catch (err) {
+      // let the client finish sending so it reads this answer instead of a reset connection
+      if (!req.readableEnded) req.resume();
       const e =
         err instanceof ApiError
           ? err
@@ -387,9 +389,8 @@ export function createHandler(o: HttpHandlerOptions) {
     }
     o.svc.checkDataUrl(kind, name, query);
     if (kind === 'put') {
-      const chunks = await readBody(req);
       const ct = req.headers['content-type'];
-      o.svc.putObjectData(name, chunks, typeof ct === 'string' ? ct : undefined);
+      await o.svc.receiveObjectData(name, req, typeof ct === 'string' ? ct : undefined);
       res.writeHead(200, { 'content-length': 0 });
       res.end();
       return;

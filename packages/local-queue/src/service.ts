@@ -1,6 +1,7 @@
 import { createHash, createHmac } from 'node:crypto';
 import type { EventEmitter } from 'node:events';
 import { closeSync, fsyncSync, openSync, renameSync, writeSync } from 'node:fs';
+import { open, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { StatementSync } from 'node:sqlite';
 import { createTemporaryCredentials, formatExpr, type ScopeExpr, satisfies, unsatisfied } from './auth.js';
@@ -1247,6 +1248,7 @@ export class QueueService {
       closeSync(fd);
     }
     renameSync(tmp, file);
+    this.#syncObjectsDir();
     this.#recordBytes(
       name,
       file,
@@ -1278,21 +1280,71 @@ export class QueueService {
     ).run(file, size, JSON.stringify({ ...stored, ...computed }), contentType ?? null, s3 ? 1 : 0, name);
   }
 
-  /** For the putUrl handler: runs `write` inside a transaction so the row and file agree. */
-  putObjectData(name: string, chunks: Buffer[], contentType: string | undefined): void {
-    this.#tx(() => {
+  /**
+   * For the putUrl handler: streams the body to a temporary file (hashing it on the way, no size limit), fsyncs
+   * it, then renames it into place and records it in one transaction, so the row and the file always agree.
+   */
+  async receiveObjectData(
+    name: string,
+    body: AsyncIterable<Buffer>,
+    contentType: string | undefined,
+  ): Promise<void> {
+    const check = () => {
       const obj = this.#object(name);
       if (!obj) throw notFound(`Object ${name} not found`);
-      if (obj.finished === 1 && !obj.upload_id.startsWith('s3-'))
+      if (obj.finished === 1 && !obj.upload_id.startsWith('s3-')) {
         throw conflict(`Object ${name} is already finished`);
-      if (obj.content_length !== null) {
-        const size = chunks.reduce((n, c) => n + c.length, 0);
-        if (size !== obj.content_length) {
+      }
+      return obj;
+    };
+    check();
+    const file = this.objectFile(name);
+    const tmp = `${file}.${process.pid}.${slugid()}.tmp`;
+    const sha256 = createHash('sha256');
+    const sha512 = createHash('sha512');
+    let size = 0;
+    const fh = await open(tmp, 'w', 0o600);
+    try {
+      try {
+        for await (const chunk of body) {
+          await fh.write(chunk);
+          sha256.update(chunk);
+          sha512.update(chunk);
+          size += chunk.length;
+        }
+        if (this.#o.fsyncObjects) await fh.sync();
+      } finally {
+        await fh.close();
+      }
+      this.#tx(() => {
+        const obj = check();
+        if (obj.content_length !== null && size !== obj.content_length) {
           throw badRequest(`Object ${name}: got ${size} bytes, expected contentLength ${obj.content_length}`);
         }
-      }
-      this.storeObjectBytes(name, chunks, contentType ?? obj.content_type ?? undefined);
-    });
+        renameSync(tmp, file);
+        this.#syncObjectsDir();
+        this.#recordBytes(
+          name,
+          file,
+          size,
+          { sha256: sha256.digest('hex'), sha512: sha512.digest('hex') },
+          contentType ?? obj.content_type ?? undefined,
+        );
+      });
+    } catch (err) {
+      await rm(tmp, { force: true });
+      throw err;
+    }
+  }
+
+  #syncObjectsDir(): void {
+    if (!this.#o.fsyncObjects) return;
+    const fd = openSync(this.#o.objectsDir, 'r');
+    try {
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
   }
 
   finishUpload(name: string, body: unknown, scopes: readonly string[]): Record<string, unknown> {

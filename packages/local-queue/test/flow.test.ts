@@ -2,7 +2,7 @@
 import { randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { claimOne, type Harness, sink, startHarness, taskcluster, taskDef } from './helpers.js';
+import { claimOne, expectStatus, type Harness, sink, startHarness, taskcluster, taskDef } from './helpers.js';
 
 describe('local queue: create → claim → reclaim → upload → finish → complete → download', () => {
   let h: Harness;
@@ -152,6 +152,72 @@ describe('local queue: create → claim → reclaim → upload → finish → co
       `task-claimed:${taskId}`,
       `task-resolved:${taskId}`,
     ]);
+  });
+
+  it('streams a large object (20 MiB, chunked PUT) to disk and back', async () => {
+    const taskId = taskcluster.slugid();
+    await h.root.createTask(taskId, taskDef());
+    const claim = await claimOne(h);
+    const q = h.client('Queue', claim.credentials);
+    const data = randomBytes(20 * 1024 * 1024);
+    const art = await q.createArtifact(taskId, 0, 'public/large.bin', {
+      storageType: 'object',
+      expires: taskcluster.fromNowJSON('1 day'),
+      contentType: 'application/octet-stream',
+      contentLength: data.length,
+    });
+    const chunks = Array.from({ length: 20 }, (_, i) =>
+      data.subarray(i * 1024 * 1024, (i + 1) * 1024 * 1024),
+    );
+    await taskcluster.upload({
+      projectId: art.projectId,
+      name: art.name,
+      uploadId: art.uploadId,
+      expires: new Date(art.expires),
+      contentType: 'application/octet-stream',
+      contentLength: data.length,
+      streamFactory: async () => Readable.from(chunks),
+      object: h.client('Object', art.credentials),
+    });
+    await q.finishArtifact(taskId, 0, 'public/large.bin', { uploadId: art.uploadId });
+    const out = sink();
+    await taskcluster.downloadArtifact({
+      taskId,
+      runId: 0,
+      name: 'public/large.bin',
+      queue: h.root,
+      streamFactory: async () => out.stream,
+    });
+    expect(out.bytes().equals(data)).toBe(true);
+  });
+
+  it('serves private artifacts through signed URLs (bewit) and refuses them anonymously', async () => {
+    const taskId = taskcluster.slugid();
+    await h.root.createTask(taskId, taskDef());
+    const claim = await claimOne(h);
+    await h.client('Queue', claim.credentials).createArtifact(taskId, 0, 'private/secret.txt', {
+      storageType: 'reference',
+      expires: taskcluster.fromNowJSON('1 day'),
+      url: 'https://example.com/secret',
+      contentType: 'text/plain',
+    });
+    await expectStatus(h.client('Queue', {}).getArtifact(taskId, 0, 'private/secret.txt'), 403);
+    const signed: string = (h.root as any).buildSignedUrl(
+      h.root.getArtifact,
+      taskId,
+      0,
+      'private/secret.txt',
+      {
+        expiration: 60,
+      },
+    );
+    const res = await fetch(signed, { redirect: 'manual' });
+    expect(res.status).toBe(303);
+    expect(res.headers.get('location')).toBe('https://example.com/secret');
+    const tampered = await fetch(signed.replace('private%2Fsecret.txt', 'private%2Fother.txt'), {
+      redirect: 'manual',
+    });
+    expect(tampered.status).toBe(401);
   });
 
   it('wakes a waiting claimWork as soon as a task becomes pending', async () => {
