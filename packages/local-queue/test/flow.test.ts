@@ -1,8 +1,18 @@
 // The whole worker flow over real HTTP with the unmodified taskcluster-client@87.1.3; imports only the public entry.
-import { randomBytes } from 'node:crypto';
+import { createHmac, randomBytes } from 'node:crypto';
+import { request } from 'node:http';
 import { Readable } from 'node:stream';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { claimOne, expectStatus, type Harness, sink, startHarness, taskcluster, taskDef } from './helpers.js';
+import {
+  claimOne,
+  expectStatus,
+  type Harness,
+  sink,
+  startHarness,
+  taskcluster,
+  taskDef,
+  WORKER,
+} from './helpers.js';
 
 describe('local queue: create → claim → reclaim → upload → finish → complete → download', () => {
   let h: Harness;
@@ -238,6 +248,38 @@ describe('local queue: create → claim → reclaim → upload → finish → co
     await h.root.createTask(taskId, taskDef({ taskQueueId: 'local-test/wake' }));
     const res = await waiting;
     expect(res.tasks.map((t: { status: { taskId: string } }) => t.status.taskId)).toEqual([taskId]);
+  });
+
+  it('a claimWork whose client disconnected claims nothing', async () => {
+    await h.queue.close();
+    h = await startHarness({ claimWorkTimeout: 25 });
+    // a raw Hawk-signed request (taskcluster-client cannot abort a call) that we cut off while it waits
+    const url = new URL(
+      `${h.queue.rootUrl}/api/queue/v1/claim-work/${encodeURIComponent('local-test/abort')}`,
+    );
+    const ts = Math.floor(Date.now() / 1000);
+    const nonce = 'abc123';
+    const normalized = `hawk.1.header\n${ts}\n${nonce}\nPOST\n${url.pathname}\n${url.hostname}\n${url.port}\n\n\n`;
+    const mac = createHmac('sha256', WORKER.accessToken).update(normalized).digest('base64');
+    const body = JSON.stringify({ workerGroup: 'test-group', workerId: 'gone', tasks: 1 });
+    const req = request(url, {
+      method: 'POST',
+      headers: {
+        authorization: `Hawk id="${WORKER.clientId}", ts="${ts}", nonce="${nonce}", mac="${mac}"`,
+        'content-type': 'application/json',
+        'content-length': Buffer.byteLength(body),
+      },
+    });
+    req.on('error', () => {});
+    req.end(body);
+    await new Promise((r) => setTimeout(r, 300));
+    req.destroy();
+    await new Promise((r) => setTimeout(r, 100));
+    const taskId = taskcluster.slugid();
+    await h.root.createTask(taskId, taskDef({ taskQueueId: 'local-test/abort' }));
+    const claim = await claimOne(h, 'local-test/abort', 'present');
+    expect(claim.status.taskId).toBe(taskId);
+    expect(claim.workerId).toBe('present');
   });
 
   it('claims by priority, then first in first out', async () => {
