@@ -88,6 +88,12 @@ export function buildRoutes(svc: QueueService): Route[] {
   add('POST', 'queue', 'claim-work/:taskQueueId*', 'claimWork', (c) =>
     svc.claimWork(c.params.taskQueueId!, c.body, c.auth.scopes, c.signal),
   );
+  add('GET', 'queue', 'pending/:taskQueueId*', 'pendingTasks', (c) =>
+    svc.queueCounts(c.params.taskQueueId!, c.auth.scopes, false),
+  );
+  add('GET', 'queue', 'task-queues/:taskQueueId/counts', 'taskQueueCounts', (c) =>
+    svc.queueCounts(c.params.taskQueueId!, c.auth.scopes, true),
+  );
   add('POST', 'queue', 'task/:taskId/runs/:runId/reclaim', 'reclaimTask', (c) =>
     svc.reclaimTask(c.params.taskId!, runIdParam(c.params.runId), c.auth.scopes),
   );

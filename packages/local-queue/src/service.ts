@@ -726,6 +726,28 @@ export class QueueService {
     });
   }
 
+  /** pendingTasks (deprecated) and taskQueueCounts. */
+  queueCounts(taskQueueId: string, scopes: readonly string[], withClaimed: boolean): Record<string, unknown> {
+    requireScopes(
+      scopes,
+      withClaimed
+        ? { AllOf: [`queue:pending-count:${taskQueueId}`, `queue:claimed-count:${taskQueueId}`] }
+        : `queue:pending-count:${taskQueueId}`,
+    );
+    const pending = this.#q('SELECT COUNT(*) AS n FROM pending WHERE task_queue_id = ? AND deadline > ?').get(
+      taskQueueId,
+      Date.now(),
+    ) as { n: number };
+    if (!withClaimed) {
+      const [provisionerId, workerType] = taskQueueId.split('/');
+      return { provisionerId, workerType, taskQueueId, pendingTasks: pending.n };
+    }
+    const claimed = this.#q(
+      'SELECT COUNT(*) AS n FROM tasks WHERE taken_until IS NOT NULL AND task_queue_id = ?',
+    ).get(taskQueueId) as { n: number };
+    return { taskQueueId, pendingTasks: pending.n, claimedTasks: claimed.n };
+  }
+
   #runOf(rec: TaskRecord, runId: number): Run {
     const run = rec.runs[runId];
     if (!run) throw notFound(`Run ${runId} of task ${rec.taskId} not found`);

@@ -312,6 +312,13 @@ describe('local queue: create → claim → reclaim → upload → finish → co
       tasks: 1,
     });
     expect(none.tasks).toEqual([]);
+    expect(await h.root.taskQueueCounts('local-test/prio')).toEqual({
+      taskQueueId: 'local-test/prio',
+      pendingTasks: 0,
+      claimedTasks: 5,
+    });
+    await h.root.createTask(taskcluster.slugid(), taskDef({ taskQueueId: 'local-test/prio' }));
+    expect((await h.root.pendingTasks('local-test/prio')).pendingTasks).toBe(1);
   });
 
   it('serves reference, link, error and s3 artifacts', async () => {

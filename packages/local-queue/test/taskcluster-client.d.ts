@@ -20,6 +20,8 @@ declare module 'taskcluster-client' {
     scheduleTask: ApiMethod;
     rerunTask: ApiMethod;
     claimWork: ApiMethod;
+    pendingTasks: ApiMethod;
+    taskQueueCounts: ApiMethod;
     reclaimTask: ApiMethod;
     reportCompleted: ApiMethod;
     reportFailed: ApiMethod;
