@@ -25,6 +25,7 @@ CREATE TABLE IF NOT EXISTS tasks (
 CREATE INDEX IF NOT EXISTS tasks_open_deadline ON tasks(deadline) WHERE open = 1;
 CREATE INDEX IF NOT EXISTS tasks_taken_until ON tasks(taken_until) WHERE taken_until IS NOT NULL;
 CREATE INDEX IF NOT EXISTS tasks_group ON tasks(task_group_id);
+CREATE INDEX IF NOT EXISTS tasks_expires ON tasks(expires);
 CREATE TABLE IF NOT EXISTS pending (
   seq INTEGER PRIMARY KEY AUTOINCREMENT,
   task_queue_id TEXT NOT NULL,
@@ -53,6 +54,7 @@ CREATE TABLE IF NOT EXISTS artifacts (
   details TEXT NOT NULL,
   PRIMARY KEY (task_id, run_id, name)
 );
+CREATE INDEX IF NOT EXISTS artifacts_expires ON artifacts(expires);
 CREATE TABLE IF NOT EXISTS objects (
   name TEXT PRIMARY KEY,
   project_id TEXT NOT NULL,
@@ -65,6 +67,7 @@ CREATE TABLE IF NOT EXISTS objects (
   size INTEGER,
   finished INTEGER NOT NULL
 );
+CREATE INDEX IF NOT EXISTS objects_expires ON objects(expires);
 CREATE TABLE IF NOT EXISTS workers (
   worker_pool_id TEXT NOT NULL,
   worker_group TEXT NOT NULL,

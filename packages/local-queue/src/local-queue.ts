@@ -44,6 +44,8 @@ export interface LocalQueueConfig {
   claimWorkTimeout?: number;
   /** Seconds after a deadline before the task is resolved `deadline-exceeded`. Default 0. */
   deadlineDelay?: number;
+  /** Seconds between sweeps that delete expired tasks, artifacts, objects and secrets (0: never). Default 3600. */
+  expirySweepInterval?: number;
   /** Longest allowed task deadline, in days. Default 5. */
   maxTaskDeadlineDays?: number;
   /** Seconds a registered worker's credentials last. Default 345600 (96 h). */
@@ -134,6 +136,7 @@ function validateConfig(config: LocalQueueConfig): void {
     'deadlineDelay',
     'maxTaskDeadlineDays',
     'reregistrationTimeout',
+    'expirySweepInterval',
   ] as const) {
     num(k);
   }
@@ -226,6 +229,20 @@ export async function startLocalQueue(options: LocalQueueOptions): Promise<Local
   const urlHost = addr.family === 'IPv6' || host.includes(':') ? `[${addr.address}]` : host;
   baseUrl = `http://${urlHost}:${addr.port}`;
   svc.start();
+  const sweep = () => {
+    try {
+      svc.expire();
+    } catch (err) {
+      logger.error('expiry sweep failed', err);
+    }
+  };
+  const sweepSeconds = config.expirySweepInterval ?? 3600;
+  let sweepTimer: NodeJS.Timeout | undefined;
+  if (sweepSeconds > 0) {
+    sweep();
+    sweepTimer = setInterval(sweep, sweepSeconds * 1000);
+    sweepTimer.unref();
+  }
   logger.info('local queue listening', { rootUrl: baseUrl, stateDir });
 
   let closed = false;
@@ -239,6 +256,7 @@ export async function startLocalQueue(options: LocalQueueOptions): Promise<Local
     close: async () => {
       if (closed) return;
       closed = true;
+      if (sweepTimer) clearInterval(sweepTimer);
       svc.close();
       await new Promise<void>((r) => {
         server.close(() => r());

@@ -1,6 +1,6 @@
 import { createHash, createHmac } from 'node:crypto';
 import type { EventEmitter } from 'node:events';
-import { closeSync, fsyncSync, openSync, renameSync, writeSync } from 'node:fs';
+import { closeSync, fsyncSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { open, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { StatementSync } from 'node:sqlite';
@@ -414,6 +414,47 @@ export class QueueService {
       (x): x is number => x !== null,
     );
     if (candidates.length > 0) this.#armTimer(Math.max(Math.min(...candidates), Date.now() + 5));
+  }
+
+  // ---------------------------------------------------------------- expiry
+
+  /**
+   * Deletes what has passed its `expires`: tasks (with their runs, dependencies and artifacts), artifacts,
+   * objects and their bytes, secrets. Like the real queue's expiry crons; returns how many rows went.
+   */
+  expire(now = Date.now()): { tasks: number; artifacts: number; objects: number } {
+    const files: string[] = [];
+    const counts = this.#tx(() => {
+      let tasks = 0;
+      for (;;) {
+        const rows = this.#q('SELECT task_id FROM tasks WHERE expires < ? LIMIT 500').all(now) as Array<{
+          task_id: string;
+        }>;
+        if (rows.length === 0) break;
+        for (const { task_id } of rows) {
+          this.#q('DELETE FROM pending WHERE task_id = ?').run(task_id);
+          this.#q('DELETE FROM dependencies WHERE dependent = ?').run(task_id);
+          this.#q('DELETE FROM dependencies WHERE required = ?').run(task_id);
+          this.#q('DELETE FROM artifacts WHERE task_id = ?').run(task_id);
+          this.#q('DELETE FROM tasks WHERE task_id = ?').run(task_id);
+          tasks += 1;
+        }
+      }
+      const artifacts = Number(this.#q('DELETE FROM artifacts WHERE expires < ?').run(now).changes);
+      const objects = this.#q('SELECT name, file FROM objects WHERE expires < ?').all(now) as Array<{
+        name: string;
+        file: string | null;
+      }>;
+      for (const o of objects) {
+        this.#q('DELETE FROM objects WHERE name = ?').run(o.name);
+        if (o.file) files.push(o.file);
+      }
+      this.#q('DELETE FROM secrets WHERE expires < ?').run(now);
+      return { tasks, artifacts, objects: objects.length };
+    });
+    for (const f of files) rmSync(f, { force: true });
+    if (counts.tasks + counts.artifacts + counts.objects > 0) this.#o.logger.info('expired', counts);
+    return counts;
   }
 
   // ---------------------------------------------------------------- tasks

@@ -1,5 +1,8 @@
 // Claim expiry, deadlines, retries, dependencies, rerun/schedule, secrets, worker-manager and auth, over real HTTP
 // with taskcluster-client@87.1.3 (public entry only). Short timeouts come from the queue's own config.
+import { readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
   claimOne,
@@ -215,5 +218,54 @@ describe('local queue: state machine', () => {
     const auth = h.client('Auth');
     expect((await auth.ping()).alive).toBe(true);
     expect((await auth.currentScopes()).scopes).toContain('*');
+  });
+});
+
+describe('local queue: expiry', () => {
+  let h: Harness;
+  afterEach(async () => {
+    await h.close();
+  });
+
+  it('deletes tasks, artifacts and object bytes past their expires', async () => {
+    h = await startHarness({ expirySweepInterval: 1 });
+    const taskId = taskcluster.slugid();
+    const expires = taskcluster.fromNowJSON('4 seconds');
+    const keep = taskcluster.slugid();
+    await h.root.createTask(
+      taskId,
+      taskDef({
+        deadline: taskcluster.fromNowJSON('3 seconds'),
+        expires,
+      }),
+    );
+    await h.root.createTask(keep, taskDef({ taskQueueId: 'local-test/keep' }));
+    const claim = await claimOne(h);
+    const q = h.client('Queue', claim.credentials);
+    const art = await q.createArtifact(taskId, 0, 'public/a.txt', {
+      storageType: 'object',
+      expires,
+      contentType: 'text/plain',
+      contentLength: 5,
+    });
+    await taskcluster.upload({
+      projectId: art.projectId,
+      name: art.name,
+      uploadId: art.uploadId,
+      expires: new Date(art.expires),
+      contentType: 'text/plain',
+      contentLength: 5,
+      streamFactory: async () => Readable.from([Buffer.from('hello')]),
+      object: h.client('Object', art.credentials),
+    });
+    await q.finishArtifact(taskId, 0, 'public/a.txt', { uploadId: art.uploadId });
+    const objects = join(h.stateDir, 'objects');
+    expect(readdirSync(objects)).toHaveLength(1);
+    // wait (bounded) for the sweep after `expires`
+    for (let i = 0; i < 100 && readdirSync(objects).length > 0; i++)
+      await new Promise((r) => setTimeout(r, 100));
+    expect(readdirSync(objects)).toEqual([]);
+    await expectStatus(h.root.status(taskId), 404);
+    expect((await h.root.status(keep)).status.state).toBe('pending');
   });
 });
