@@ -90,7 +90,7 @@ describe('local queue: error cases', () => {
 
   it('409 on reclaim past the deadline, then deadline-exceeded', async () => {
     const taskId = taskcluster.slugid();
-    await h.root.createTask(taskId, taskDef({ deadline: taskcluster.fromNowJSON('2 seconds') }));
+    await h.root.createTask(taskId, taskDef({ deadline: taskcluster.fromNowJSON('3 seconds') }));
     const claim = await claimOne(h);
     const q = h.client('Queue', claim.credentials);
     const resolved = nextEvent(h, 'task-exception', (m) => m.taskId === taskId);

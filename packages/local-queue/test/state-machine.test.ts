@@ -52,14 +52,14 @@ describe('local queue: state machine', () => {
     const blocked = taskcluster.slugid();
     await h.root.createTask(
       pending,
-      taskDef({ taskQueueId: 'local-test/nobody', deadline: taskcluster.fromNowJSON('1 second') }),
+      taskDef({ taskQueueId: 'local-test/nobody', deadline: taskcluster.fromNowJSON('2 seconds') }),
     );
     await h.root.createTask(
       blocked,
       taskDef({
         taskQueueId: 'local-test/nobody',
         dependencies: [blocked],
-        deadline: taskcluster.fromNowJSON('1 second'),
+        deadline: taskcluster.fromNowJSON('2 seconds'),
       }),
     );
     const a = nextEvent(h, 'task-exception', (m) => m.taskId === pending);
