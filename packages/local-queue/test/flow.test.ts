@@ -321,6 +321,21 @@ describe('local queue: create → claim → reclaim → upload → finish → co
     expect((await h.root.pendingTasks('local-test/prio')).pendingTasks).toBe(1);
   });
 
+  it('createTasks bulk-inserts pending tasks that are claimed first in, first out', async () => {
+    const ids = await h.queue.createTasks(3, { taskQueueId: 'local-test/bulk', priority: 'high' });
+    expect(ids).toHaveLength(3);
+    expect((await h.root.status(ids[0])).status.runs).toEqual([
+      expect.objectContaining({ state: 'pending', reasonCreated: 'scheduled' }),
+    ]);
+    const res = await h.worker.claimWork('local-test/bulk', {
+      workerGroup: 'test-group',
+      workerId: 'w1',
+      tasks: 3,
+    });
+    expect(res.tasks.map((t: { status: { taskId: string } }) => t.status.taskId)).toEqual(ids);
+    expect(res.tasks[0].task.priority).toBe('high');
+  });
+
   it('serves reference, link, error and s3 artifacts', async () => {
     const taskId = taskcluster.slugid();
     await h.root.createTask(taskId, taskDef());
