@@ -695,6 +695,7 @@ export class QueueService {
     });
     const until = Date.now() + this.#o.claimWorkTimeoutMs;
     for (;;) {
+      if (this.#closed) return { tasks: [] };
       const claims = this.#tryClaim(taskQueueId, workerGroup as string, workerId as string, tasks);
       if (claims.length > 0) return { tasks: claims };
       const remaining = until - Date.now();
