@@ -76,6 +76,12 @@ export function buildRoutes(svc: QueueService): Route[] {
   );
   add('GET', 'queue', 'task/:taskId', 'task', (c) => svc.task(c.params.taskId!, c.auth.scopes));
   add('GET', 'queue', 'task/:taskId/status', 'status', (c) => svc.getStatus(c.params.taskId!, c.auth.scopes));
+  add('GET', 'queue', 'task-group/:taskGroupId/list', 'listTaskGroup', (c) =>
+    svc.listTaskGroup(c.params.taskGroupId!, c.query, c.auth.scopes),
+  );
+  add('GET', 'queue', 'task/:taskId/dependents', 'listDependentTasks', (c) =>
+    svc.listDependentTasks(c.params.taskId!, c.query, c.auth.scopes),
+  );
   add('POST', 'queue', 'task/:taskId/cancel', 'cancelTask', (c) =>
     svc.cancelTask(c.params.taskId!, c.auth.scopes),
   );

@@ -580,6 +580,62 @@ export class QueueService {
     return { status: this.status(this.#mustLoad(taskId)) };
   }
 
+  #page(ids: string[], limit: number): { tasks: Array<Record<string, unknown>>; continuationToken?: string } {
+    const page = ids.slice(0, limit);
+    const tasks = page.map((id) => {
+      const rec = this.#load(id)!;
+      return { status: this.status(rec), task: rec.def };
+    });
+    return ids.length > limit ? { tasks, continuationToken: page.at(-1)! } : { tasks };
+  }
+
+  #limit(query: URLSearchParams): number {
+    return Math.min(Math.max(Number(query.get('limit') ?? 1000) || 1000, 1), 1000);
+  }
+
+  listTaskGroup(
+    taskGroupId: string,
+    query: URLSearchParams,
+    scopes: readonly string[],
+  ): Record<string, unknown> {
+    requireScopes(scopes, `queue:list-task-group:${taskGroupId}`);
+    const limit = this.#limit(query);
+    const rows = this.#q(
+      'SELECT task_id FROM tasks WHERE task_group_id = ? AND task_id > ? ORDER BY task_id LIMIT ?',
+    ).all(taskGroupId, query.get('continuationToken') ?? '', limit + 1) as Array<{ task_id: string }>;
+    if (rows.length === 0 && !query.get('continuationToken')) {
+      const any = this.#q('SELECT 1 FROM tasks WHERE task_group_id = ? LIMIT 1').get(taskGroupId);
+      if (!any) throw notFound(`Task group ${taskGroupId} not found`);
+    }
+    return {
+      taskGroupId,
+      ...this.#page(
+        rows.map((r) => r.task_id),
+        limit,
+      ),
+    };
+  }
+
+  listDependentTasks(
+    taskId: string,
+    query: URLSearchParams,
+    scopes: readonly string[],
+  ): Record<string, unknown> {
+    requireScopes(scopes, `queue:list-dependent-tasks:${taskId}`);
+    this.#mustLoad(taskId);
+    const limit = this.#limit(query);
+    const rows = this.#q(
+      'SELECT dependent FROM dependencies WHERE required = ? AND dependent > ? ORDER BY dependent LIMIT ?',
+    ).all(taskId, query.get('continuationToken') ?? '', limit + 1) as Array<{ dependent: string }>;
+    return {
+      taskId,
+      ...this.#page(
+        rows.map((r) => r.dependent),
+        limit,
+      ),
+    };
+  }
+
   #threeWay(rec: TaskRecord, verb: string): ScopeExpr {
     const { schedulerId, taskGroupId, projectId } = rec.def;
     return {

@@ -148,6 +148,15 @@ describe('local queue: state machine', () => {
     expect(scheduled.status.state).toBe('pending');
     const twice = await h.root.scheduleTask(selfDep);
     expect(twice.status.runs).toHaveLength(1);
+    const dependents = await h.root.listDependentTasks(a);
+    expect(dependents.tasks.map((t: any) => t.status.taskId).sort()).toEqual(
+      [allCompleted, allResolved, late].sort(),
+    );
+    expect(dependents.tasks[0].task.dependencies).toContain(a);
+    const group = await h.root.listTaskGroup(a, { limit: 1 });
+    expect(group.tasks).toHaveLength(1);
+    expect(group.tasks[0].status.taskId).toBe(a);
+    expect(group.continuationToken).toBeUndefined();
   });
 
   it('secrets, worker-manager static registration and auth', async () => {

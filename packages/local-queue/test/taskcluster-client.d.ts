@@ -20,6 +20,8 @@ declare module 'taskcluster-client' {
     scheduleTask: ApiMethod;
     rerunTask: ApiMethod;
     claimWork: ApiMethod;
+    listTaskGroup: ApiMethod;
+    listDependentTasks: ApiMethod;
     pendingTasks: ApiMethod;
     taskQueueCounts: ApiMethod;
     reclaimTask: ApiMethod;
