@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { authenticate, createTemporaryCredentials, satisfies, scopeMatch } from './auth.js';
+import { authenticate, createTemporaryCredentials, expandScopes, satisfies, scopeMatch } from './auth.js';
 
 describe('scopes', () => {
   it('matches equal scopes and *-suffixed prefixes only', () => {
@@ -20,6 +20,28 @@ describe('scopes', () => {
     expect(satisfies(held, { AnyOf: ['c:1', { AllOf: ['a:1', 'b:x'] }] })).toBe(true);
     expect(satisfies(held, { AnyOf: [] })).toBe(false);
     expect(satisfies(held, { AllOf: [] })).toBe(true);
+  });
+});
+
+describe('roles', () => {
+  const roles = new Map<string, string[]>([
+    ['project:tcw', ['queue:create-task:*', 'assume:worker-pool:tcw/linux']],
+    ['worker-pool:*', ['queue:claim-work:<..>', 'secrets:get:worker-pool:<..>']],
+  ]);
+  it('expands assume: scopes transitively, with <..> parameters', () => {
+    const scopes = expandScopes(['assume:project:tcw'], roles);
+    expect(scopes).toEqual(
+      expect.arrayContaining([
+        'assume:project:tcw',
+        'queue:create-task:*',
+        'assume:worker-pool:tcw/linux',
+        'queue:claim-work:tcw/linux',
+        'secrets:get:worker-pool:tcw/linux',
+      ]),
+    );
+    expect(expandScopes(['queue:x'], roles)).toEqual(['queue:x']);
+    expect(expandScopes(['assume:worker-pool:a*'], roles)).toContain('queue:claim-work:a*');
+    expect(expandScopes(['*'], roles)).toContain('queue:create-task:*');
   });
 });
 

@@ -48,6 +48,45 @@ export function formatExpr(expr: ScopeExpr): string {
   return typeof expr === 'string' ? expr : JSON.stringify(expr);
 }
 
+/**
+ * Expands `assume:<roleId>` scopes through roles, like the auth service: a role whose id ends in `*` is granted to
+ * every `assume:` scope that it matches, and `<..>` in its scopes is replaced by the part the `*` matched.
+ */
+export function expandScopes(
+  scopes: readonly string[],
+  roles: ReadonlyMap<string, readonly string[]>,
+): string[] {
+  if (roles.size === 0) return [...scopes];
+  const result = new Set(scopes);
+  const queue = [...scopes];
+  for (let guard = 0; queue.length > 0 && guard < 10_000; guard++) {
+    const scope = queue.shift()!;
+    if (!scope.startsWith('assume:') && scope !== '*' && !'assume:'.startsWith(scope.slice(0, -1))) continue;
+    for (const [roleId, roleScopes] of roles) {
+      let param: string | undefined;
+      if (roleId.endsWith('*')) {
+        const prefix = `assume:${roleId.slice(0, -1)}`;
+        if (
+          scope.endsWith('*') &&
+          (prefix.startsWith(scope.slice(0, -1)) || scope.slice(0, -1).startsWith(prefix))
+        ) {
+          param = scope.slice(0, -1).startsWith(prefix) ? `${scope.slice(prefix.length, -1)}*` : '*';
+        } else if (!scope.endsWith('*') && scope.startsWith(prefix)) {
+          param = scope.slice(prefix.length);
+        } else continue;
+      } else if (!scopeMatch(scope, `assume:${roleId}`)) continue;
+      for (const rs of roleScopes) {
+        const granted = param !== undefined && rs.includes('<..>') ? rs.replace('<..>', param) : rs;
+        if (!result.has(granted)) {
+          result.add(granted);
+          queue.push(granted);
+        }
+      }
+    }
+  }
+  return [...result];
+}
+
 function hmacB64(key: string, text: string): string {
   return createHmac('sha256', key).update(text).digest('base64');
 }
@@ -179,6 +218,7 @@ export function authenticate(
   lookupClient: (clientId: string) => StaticClient | undefined,
   anonymousScopes: readonly string[],
   now = Date.now(),
+  expand: (scopes: readonly string[]) => string[] = (x) => [...x],
 ): AuthResult {
   let resource = req.resource;
   let attrs: HawkAttributes;
@@ -262,7 +302,7 @@ export function authenticate(
       }
     }
     key = temporaryAccessToken(issuer.accessToken, cert.seed);
-    scopes = [...cert.scopes];
+    scopes = expand(cert.scopes);
   } else {
     const client = lookupClient(clientId);
     if (!client) throw unauthorized(`Client \`${clientId}\` is unknown`);
@@ -293,7 +333,7 @@ export function authenticate(
     for (const s of ext.authorizedScopes) {
       if (!hasScope(scopes, s)) throw unauthorized('Supplied credentials do not satisfy authorizedScopes');
     }
-    scopes = [...ext.authorizedScopes];
+    scopes = expand(ext.authorizedScopes);
   }
   return { clientId, scopes: [...scopes, ...anonymousScopes] };
 }

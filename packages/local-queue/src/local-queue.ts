@@ -3,7 +3,7 @@ import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSy
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join, resolve } from 'node:path';
-import type { StaticClient } from './auth.js';
+import { expandScopes, type StaticClient } from './auth.js';
 import { openDatabase } from './db.js';
 import { randomToken } from './ids.js';
 import { createHandler, type FaultSpec } from './server.js';
@@ -50,6 +50,11 @@ export interface LocalQueueConfig {
   maxTaskDeadlineDays?: number;
   /** Seconds a registered worker's credentials last. Default 345600 (96 h). */
   reregistrationTimeout?: number;
+  /**
+   * Roles: roleId → scopes, granted to every holder of `assume:<roleId>` (a roleId ending in `*` matches a prefix,
+   * and `<..>` in its scopes stands for what the `*` matched), as on a real deployment.
+   */
+  roles?: Record<string, string[]>;
   /** Scopes every caller gets, authenticated or not (the `anonymous` role). */
   anonymousScopes?: string[];
   /**
@@ -159,6 +164,16 @@ function validateConfig(config: LocalQueueConfig): void {
   if (config.durability !== undefined && config.durability !== 'full' && config.durability !== 'process') {
     throw new Error("local-queue config: /durability must be 'full' or 'process'");
   }
+  if (config.roles !== undefined) {
+    if (typeof config.roles !== 'object' || config.roles === null || Array.isArray(config.roles)) {
+      throw new Error('local-queue config: /roles must be an object of roleId → scopes');
+    }
+    for (const [id, scopes] of Object.entries(config.roles)) {
+      if (!Array.isArray(scopes) || scopes.some((x) => typeof x !== 'string')) {
+        throw new Error(`local-queue config: /roles/${id} must be an array of strings`);
+      }
+    }
+  }
   if (config.secrets !== undefined && (typeof config.secrets !== 'object' || config.secrets === null)) {
     throw new Error('local-queue config: /secrets must be an object of name → secret');
   }
@@ -172,8 +187,10 @@ export async function startLocalQueue(options: LocalQueueOptions): Promise<Local
   const stateDir = resolve(options.stateDir);
   mkdirSync(join(stateDir, 'objects'), { recursive: true, mode: 0o700 });
   const root = rootCredentials(stateDir, config.rootClient);
+  const roles = new Map(Object.entries(config.roles ?? {}));
+  const expand = (scopes: readonly string[]) => expandScopes(scopes, roles);
   const clients = new Map<string, StaticClient>();
-  for (const c of config.clients ?? []) clients.set(c.clientId, { ...c, scopes: [...c.scopes] });
+  for (const c of config.clients ?? []) clients.set(c.clientId, { ...c, scopes: expand(c.scopes) });
   clients.set(root.clientId, { ...root, scopes: ['*'] });
 
   const db = openDatabase(
@@ -206,7 +223,8 @@ export async function startLocalQueue(options: LocalQueueOptions): Promise<Local
     svc,
     logger,
     lookupClient: (id) => clients.get(id),
-    anonymousScopes: config.anonymousScopes ?? DEFAULT_ANONYMOUS_SCOPES,
+    anonymousScopes: expand(config.anonymousScopes ?? DEFAULT_ANONYMOUS_SCOPES),
+    expand,
   });
   const server = createServer((req, res) => {
     handler(req, res).catch((err) => logger.error('unhandled request error', err));

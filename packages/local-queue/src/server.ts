@@ -218,6 +218,8 @@ export interface HttpHandlerOptions {
   logger: Logger;
   lookupClient: (clientId: string) => StaticClient | undefined;
   anonymousScopes: readonly string[];
+  /** Role expansion of `assume:` scopes. */
+  expand?: (scopes: readonly string[]) => string[];
 }
 
 async function readBody(req: IncomingMessage): Promise<Buffer[]> {
@@ -343,6 +345,8 @@ export function createHandler(o: HttpHandlerOptions) {
             },
             o.lookupClient,
             o.anonymousScopes,
+            Date.now(),
+            o.expand,
           );
       const abort = new AbortController();
       res.on('close', () => {

@@ -278,3 +278,35 @@ describe('local queue: expiry', () => {
     expect((await h.root.status(keep)).status.state).toBe('pending');
   });
 });
+
+describe('local queue: roles', () => {
+  let h: Harness;
+  afterEach(async () => {
+    await h.close();
+  });
+
+  it('grants role scopes through assume:, for clients and their temporary credentials', async () => {
+    const roled = {
+      clientId: 'project/tcw/submitter',
+      accessToken: 'submitter-token-0123456789abcdefghijklmnop',
+      scopes: ['assume:project:tcw'],
+    };
+    h = await startHarness({
+      roles: { 'project:tcw': ['queue:create-task:*', 'queue:scheduler-id:*'] },
+      clients: [roled],
+    });
+    const q = h.client('Queue', roled);
+    const res = await q.createTask(taskcluster.slugid(), taskDef());
+    expect(res.status.state).toBe('pending');
+    const temp = taskcluster.createTemporaryCredentials({
+      start: new Date(),
+      expiry: new Date(Date.now() + 60_000),
+      scopes: ['assume:project:tcw'],
+      credentials: roled,
+    });
+    expect((await h.client('Queue', temp).createTask(taskcluster.slugid(), taskDef())).status.state).toBe(
+      'pending',
+    );
+    await expectStatus(q.cancelTask(res.status.taskId), 403);
+  });
+});
