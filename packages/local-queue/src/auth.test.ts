@@ -1,3 +1,4 @@
+import { createHash, createHmac } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { authenticate, createTemporaryCredentials, expandScopes, satisfies, scopeMatch } from './auth.js';
 
@@ -88,5 +89,33 @@ describe('temporary credentials', () => {
     });
     expect(unnamed.clientId).toBe('static/root');
     expect(JSON.parse(unnamed.certificate).issuer).toBeUndefined();
+  });
+
+  it('checks a Hawk payload hash when the client sends one', () => {
+    const ts = String(Math.floor(Date.now() / 1000));
+    const body = Buffer.from('{"a":1}');
+    const hash = createHash('sha256')
+      .update('hawk.1.payload\napplication/json\n')
+      .update(body)
+      .update('\n')
+      .digest('base64');
+    const resource = '/api/queue/v1/task/x';
+    const normalized = `hawk.1.header\n${ts}\nn1\nPUT\n${resource}\n127.0.0.1\n80\n${hash}\n\n`;
+    const mac = createHmac('sha256', issuer.accessToken).update(normalized).digest('base64');
+    const authorization = `Hawk id="static/root", ts="${ts}", nonce="n1", hash="${hash}", mac="${mac}"`;
+    const req = { method: 'PUT', resource, host: '127.0.0.1', port: '80', authorization };
+    const ok = authenticate(
+      { ...req, payload: { contentType: 'application/json; charset=utf-8', body } },
+      lookup,
+      [],
+    );
+    expect(ok.clientId).toBe('static/root');
+    expect(() =>
+      authenticate(
+        { ...req, payload: { contentType: 'application/json', body: Buffer.from('{"a":2}') } },
+        lookup,
+        [],
+      ),
+    ).toThrow(/payload hash/);
   });
 });

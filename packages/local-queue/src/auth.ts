@@ -1,4 +1,4 @@
-import { createHmac, timingSafeEqual } from 'node:crypto';
+import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
 import { unauthorized } from './errors.js';
 import { slugid } from './ids.js';
 
@@ -198,6 +198,8 @@ export interface AuthenticateRequest {
   host: string;
   port: string;
   authorization: string | undefined;
+  /** The request body and content type, to check a Hawk payload hash when the client sent one. */
+  payload?: { contentType: string | undefined; body: Buffer };
 }
 
 export interface AuthResult {
@@ -325,6 +327,15 @@ export function authenticate(
     type,
   );
   if (!safeEqual(expectedMac, attrs.mac)) throw unauthorized('Bad mac');
+  if (type === 'header' && attrs.hash !== undefined && req.payload) {
+    const mime = (req.payload.contentType ?? '').split(';')[0]!.trim().toLowerCase();
+    const hash = createHash('sha256')
+      .update(`hawk.1.payload\n${mime}\n`)
+      .update(req.payload.body)
+      .update('\n')
+      .digest('base64');
+    if (!safeEqual(hash, attrs.hash)) throw unauthorized('Bad payload hash');
+  }
 
   if (ext.authorizedScopes !== undefined) {
     if (!Array.isArray(ext.authorizedScopes) || ext.authorizedScopes.some((s) => typeof s !== 'string')) {

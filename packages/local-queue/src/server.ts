@@ -317,8 +317,8 @@ export function createHandler(o: HttpHandlerOptions) {
           `injected fault on ${route.name}`,
         );
       }
-      const chunks = await readBody(req);
-      const text = Buffer.concat(chunks).toString('utf8');
+      const raw = Buffer.concat(await readBody(req));
+      const text = raw.toString('utf8');
       if (text.trim().length > 0) {
         try {
           payload = JSON.parse(text);
@@ -342,6 +342,7 @@ export function createHandler(o: HttpHandlerOptions) {
               host: hm?.[1] ?? hostHeader,
               port,
               authorization: req.headers.authorization,
+              payload: { contentType: req.headers['content-type'], body: raw },
             },
             o.lookupClient,
             o.anonymousScopes,
