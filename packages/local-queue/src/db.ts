@@ -80,6 +80,12 @@ CREATE TABLE IF NOT EXISTS workers (
   worker_config TEXT NOT NULL,
   PRIMARY KEY (worker_pool_id, worker_group, worker_id)
 );
+CREATE TABLE IF NOT EXISTS task_groups (
+  task_group_id TEXT PRIMARY KEY,
+  scheduler_id TEXT NOT NULL,
+  expires INTEGER NOT NULL,
+  sealed INTEGER
+);
 CREATE TABLE IF NOT EXISTS secrets (name TEXT PRIMARY KEY, secret TEXT NOT NULL, expires INTEGER NOT NULL);
 `;
 

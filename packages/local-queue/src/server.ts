@@ -79,6 +79,15 @@ export function buildRoutes(svc: QueueService): Route[] {
   add('GET', 'queue', 'task-group/:taskGroupId/list', 'listTaskGroup', (c) =>
     svc.listTaskGroup(c.params.taskGroupId!, c.query, c.auth.scopes),
   );
+  add('GET', 'queue', 'task-group/:taskGroupId', 'getTaskGroup', (c) =>
+    svc.getTaskGroup(c.params.taskGroupId!, c.auth.scopes),
+  );
+  add('POST', 'queue', 'task-group/:taskGroupId/seal', 'sealTaskGroup', (c) =>
+    svc.sealTaskGroup(c.params.taskGroupId!, c.auth.scopes),
+  );
+  add('POST', 'queue', 'task-group/:taskGroupId/cancel', 'cancelTaskGroup', (c) =>
+    svc.cancelTaskGroup(c.params.taskGroupId!, c.auth.scopes),
+  );
   add('GET', 'queue', 'task/:taskId/dependents', 'listDependentTasks', (c) =>
     svc.listDependentTasks(c.params.taskId!, c.query, c.auth.scopes),
   );

@@ -450,6 +450,7 @@ export class QueueService {
         if (o.file) files.push(o.file);
       }
       this.#q('DELETE FROM secrets WHERE expires < ?').run(now);
+      this.#q('DELETE FROM task_groups WHERE expires < ?').run(now);
       return { tasks, artifacts, objects: objects.length };
     });
     for (const f of files) rmSync(f, { force: true });
@@ -484,13 +485,20 @@ export class QueueService {
       throw conflict(`taskId ${taskId} already used by another task definition`);
     }
     const deadline = Date.parse(def.deadline);
-    const group = this.#q('SELECT scheduler_id FROM tasks WHERE task_group_id = ? LIMIT 1').get(
-      def.taskGroupId,
-    ) as { scheduler_id: string } | undefined;
+    const group = this.#taskGroup(def.taskGroupId);
     if (group && group.scheduler_id !== def.schedulerId) {
       throw conflict(
         `taskGroupId ${def.taskGroupId} already has schedulerId ${group.scheduler_id}; every task in a group must share it`,
       );
+    }
+    if (group?.sealed != null) throw conflict(`Task group ${def.taskGroupId} is sealed`);
+    const taskExpires = Date.parse(def.expires);
+    if (!group) {
+      this.#q(
+        'INSERT INTO task_groups (task_group_id, scheduler_id, expires, sealed) VALUES (?, ?, ?, NULL)',
+      ).run(def.taskGroupId, def.schedulerId, taskExpires);
+    } else if (taskExpires > group.expires) {
+      this.#q('UPDATE task_groups SET expires = ? WHERE task_group_id = ?').run(taskExpires, def.taskGroupId);
     }
     const deps: Array<{ id: string; satisfied: boolean }> = [];
     def.dependencies.forEach((depId, i) => {
@@ -593,6 +601,81 @@ export class QueueService {
     return Math.min(Math.max(Number(query.get('limit') ?? 1000) || 1000, 1), 1000);
   }
 
+  #taskGroup(taskGroupId: string) {
+    return this.#q('SELECT * FROM task_groups WHERE task_group_id = ?').get(taskGroupId) as
+      | { task_group_id: string; scheduler_id: string; expires: number; sealed: number | null }
+      | undefined;
+  }
+
+  #taskGroupInfo(taskGroupId: string): Record<string, unknown> {
+    const g = this.#taskGroup(taskGroupId);
+    if (!g) throw notFound(`Task group ${taskGroupId} not found`);
+    const info: Record<string, unknown> = {
+      taskGroupId,
+      schedulerId: g.scheduler_id,
+      expires: iso(g.expires),
+    };
+    if (g.sealed !== null) info.sealed = iso(g.sealed);
+    return info;
+  }
+
+  getTaskGroup(taskGroupId: string, scopes: readonly string[]): Record<string, unknown> {
+    requireScopes(scopes, `queue:list-task-group:${taskGroupId}`);
+    return this.#taskGroupInfo(taskGroupId);
+  }
+
+  sealTaskGroup(taskGroupId: string, scopes: readonly string[]): Record<string, unknown> {
+    const g = this.#taskGroup(taskGroupId);
+    if (!g) throw notFound(`Task group ${taskGroupId} not found`);
+    requireScopes(scopes, `queue:seal-task-group:${g.scheduler_id}/${taskGroupId}`);
+    return this.#tx(() => {
+      this.#q('UPDATE task_groups SET sealed = ? WHERE task_group_id = ? AND sealed IS NULL').run(
+        Date.now(),
+        taskGroupId,
+      );
+      const info = this.#taskGroupInfo(taskGroupId);
+      this.#emit('task-group-sealed', { taskGroupId, schedulerId: g.scheduler_id });
+      return info;
+    });
+  }
+
+  /** Cancels every unresolved task of a sealed group (409 if not sealed), like cancelTask for each. */
+  cancelTaskGroup(taskGroupId: string, scopes: readonly string[]): Record<string, unknown> {
+    const g = this.#taskGroup(taskGroupId);
+    if (!g) throw notFound(`Task group ${taskGroupId} not found`);
+    requireScopes(scopes, `queue:cancel-task-group:${g.scheduler_id}/${taskGroupId}`);
+    if (g.sealed === null)
+      throw conflict(`Task group ${taskGroupId} must be sealed (sealTaskGroup) before it is canceled`);
+    return this.#tx(() => {
+      const now = Date.now();
+      const ids = this.#q(
+        'SELECT task_id FROM tasks WHERE task_group_id = ? AND open = 1 AND deadline > ?',
+      ).all(taskGroupId, now) as Array<{ task_id: string }>;
+      const canceled: string[] = [];
+      for (const { task_id } of ids) {
+        const rec = this.#load(task_id)!;
+        const last = rec.runs.at(-1);
+        if (!last) {
+          const synthetic: Run = {
+            runId: 0,
+            state: 'pending',
+            reasonCreated: 'exception',
+            scheduled: iso(now),
+          };
+          rec.runs.push(synthetic);
+          this.#resolveRun(rec, synthetic, 'exception', 'canceled', now);
+        } else if (last.state === 'pending' || last.state === 'running') {
+          this.#resolveRun(rec, last, 'exception', 'canceled', now);
+        } else continue;
+        canceled.push(task_id);
+      }
+      const size = this.#q('SELECT COUNT(*) AS n FROM tasks WHERE task_group_id = ?').get(taskGroupId) as {
+        n: number;
+      };
+      return { taskGroupId, taskGroupSize: size.n, cancelledCount: canceled.length, taskIds: canceled };
+    });
+  }
+
   listTaskGroup(
     taskGroupId: string,
     query: URLSearchParams,
@@ -603,12 +686,8 @@ export class QueueService {
     const rows = this.#q(
       'SELECT task_id FROM tasks WHERE task_group_id = ? AND task_id > ? ORDER BY task_id LIMIT ?',
     ).all(taskGroupId, query.get('continuationToken') ?? '', limit + 1) as Array<{ task_id: string }>;
-    if (rows.length === 0 && !query.get('continuationToken')) {
-      const any = this.#q('SELECT 1 FROM tasks WHERE task_group_id = ? LIMIT 1').get(taskGroupId);
-      if (!any) throw notFound(`Task group ${taskGroupId} not found`);
-    }
     return {
-      taskGroupId,
+      ...this.#taskGroupInfo(taskGroupId),
       ...this.#page(
         rows.map((r) => r.task_id),
         limit,

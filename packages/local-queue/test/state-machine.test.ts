@@ -157,6 +157,8 @@ describe('local queue: state machine', () => {
     expect(group.tasks).toHaveLength(1);
     expect(group.tasks[0].status.taskId).toBe(a);
     expect(group.continuationToken).toBeUndefined();
+    expect(group).toMatchObject({ taskGroupId: a, schedulerId: '-', expires: expect.any(String) });
+    expect(group.sealed).toBeUndefined();
   });
 
   it('secrets, worker-manager static registration and auth', async () => {
@@ -308,5 +310,35 @@ describe('local queue: roles', () => {
       'pending',
     );
     await expectStatus(q.cancelTask(res.status.taskId), 403);
+  });
+});
+
+describe('local queue: task groups', () => {
+  let h: Harness;
+  afterEach(async () => {
+    await h.close();
+  });
+
+  it('seals a group (409 for new tasks) and cancels its unresolved tasks only once sealed', async () => {
+    h = await startHarness();
+    const groupId = taskcluster.slugid();
+    const ids = [taskcluster.slugid(), taskcluster.slugid(), taskcluster.slugid()];
+    for (const id of ids)
+      await h.root.createTask(id, taskDef({ taskGroupId: groupId, taskQueueId: 'local-test/group' }));
+    const claim = await claimOne(h, 'local-test/group');
+    await h.client('Queue', claim.credentials).reportCompleted(claim.status.taskId, 0);
+    await expectStatus(h.root.cancelTaskGroup(groupId), 409);
+    const sealed = await h.root.sealTaskGroup(groupId);
+    expect(sealed).toMatchObject({ taskGroupId: groupId, schedulerId: '-', sealed: expect.any(String) });
+    expect(await h.root.sealTaskGroup(groupId)).toEqual(sealed);
+    expect(await h.root.getTaskGroup(groupId)).toEqual(sealed);
+    await expectStatus(h.root.createTask(taskcluster.slugid(), taskDef({ taskGroupId: groupId })), 409);
+    const res = await h.root.cancelTaskGroup(groupId);
+    expect(res.taskGroupSize).toBe(3);
+    expect(res.cancelledCount).toBe(2);
+    expect(res.taskIds.sort()).toEqual(ids.filter((id) => id !== claim.status.taskId).sort());
+    expect((await h.root.status(res.taskIds[0])).status.runs[0].reasonResolved).toBe('canceled');
+    expect((await h.root.cancelTaskGroup(groupId)).cancelledCount).toBe(0);
+    await expectStatus(h.root.getTaskGroup(taskcluster.slugid()), 404);
   });
 });

@@ -21,6 +21,9 @@ declare module 'taskcluster-client' {
     rerunTask: ApiMethod;
     claimWork: ApiMethod;
     listTaskGroup: ApiMethod;
+    getTaskGroup: ApiMethod;
+    sealTaskGroup: ApiMethod;
+    cancelTaskGroup: ApiMethod;
     listDependentTasks: ApiMethod;
     pendingTasks: ApiMethod;
     taskQueueCounts: ApiMethod;
