@@ -282,6 +282,25 @@ describe('local queue: create → claim → reclaim → upload → finish → co
     expect(claim.workerId).toBe('present');
   });
 
+  it('hands every task to exactly one of many concurrent claimWork callers', async () => {
+    const ids = await h.queue.createTasks(60, { taskQueueId: 'local-test/race' });
+    const claimed: string[] = [];
+    const workers = Array.from({ length: 8 }, async (_, i) => {
+      for (;;) {
+        const res = await h.worker.claimWork('local-test/race', {
+          workerGroup: 'test-group',
+          workerId: `w${i}`,
+          tasks: 3,
+        });
+        if (res.tasks.length === 0) return;
+        for (const t of res.tasks) claimed.push(t.status.taskId);
+      }
+    });
+    await Promise.all(workers);
+    expect(claimed).toHaveLength(60);
+    expect(new Set(claimed)).toEqual(new Set(ids));
+  });
+
   it('claims by priority, then first in first out', async () => {
     const ids: Record<string, string> = {};
     for (const [label, priority] of [
