@@ -1,4 +1,4 @@
-import { createHmac, timingSafeEqual } from 'node:crypto';
+import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
 import { unauthorized } from './errors.js';
 import { slugid } from './ids.js';
 
@@ -46,6 +46,45 @@ export function unsatisfied(scopes: readonly string[], expr: ScopeExpr): ScopeEx
 
 export function formatExpr(expr: ScopeExpr): string {
   return typeof expr === 'string' ? expr : JSON.stringify(expr);
+}
+
+/**
+ * Expands `assume:<roleId>` scopes through roles, like the auth service: a role whose id ends in `*` is granted to
+ * every `assume:` scope that it matches, and `<..>` in its scopes is replaced by the part the `*` matched.
+ */
+export function expandScopes(
+  scopes: readonly string[],
+  roles: ReadonlyMap<string, readonly string[]>,
+): string[] {
+  if (roles.size === 0) return [...scopes];
+  const result = new Set(scopes);
+  const queue = [...scopes];
+  for (let guard = 0; queue.length > 0 && guard < 10_000; guard++) {
+    const scope = queue.shift()!;
+    if (!scope.startsWith('assume:') && scope !== '*' && !'assume:'.startsWith(scope.slice(0, -1))) continue;
+    for (const [roleId, roleScopes] of roles) {
+      let param: string | undefined;
+      if (roleId.endsWith('*')) {
+        const prefix = `assume:${roleId.slice(0, -1)}`;
+        if (
+          scope.endsWith('*') &&
+          (prefix.startsWith(scope.slice(0, -1)) || scope.slice(0, -1).startsWith(prefix))
+        ) {
+          param = scope.slice(0, -1).startsWith(prefix) ? `${scope.slice(prefix.length, -1)}*` : '*';
+        } else if (!scope.endsWith('*') && scope.startsWith(prefix)) {
+          param = scope.slice(prefix.length);
+        } else continue;
+      } else if (!scopeMatch(scope, `assume:${roleId}`)) continue;
+      for (const rs of roleScopes) {
+        const granted = param !== undefined && rs.includes('<..>') ? rs.replace('<..>', param) : rs;
+        if (!result.has(granted)) {
+          result.add(granted);
+          queue.push(granted);
+        }
+      }
+    }
+  }
+  return [...result];
 }
 
 function hmacB64(key: string, text: string): string {
@@ -159,6 +198,8 @@ export interface AuthenticateRequest {
   host: string;
   port: string;
   authorization: string | undefined;
+  /** The request body and content type, to check a Hawk payload hash when the client sent one. */
+  payload?: { contentType: string | undefined; body: Buffer };
 }
 
 export interface AuthResult {
@@ -179,6 +220,7 @@ export function authenticate(
   lookupClient: (clientId: string) => StaticClient | undefined,
   anonymousScopes: readonly string[],
   now = Date.now(),
+  expand: (scopes: readonly string[]) => string[] = (x) => [...x],
 ): AuthResult {
   let resource = req.resource;
   let attrs: HawkAttributes;
@@ -262,7 +304,7 @@ export function authenticate(
       }
     }
     key = temporaryAccessToken(issuer.accessToken, cert.seed);
-    scopes = [...cert.scopes];
+    scopes = expand(cert.scopes);
   } else {
     const client = lookupClient(clientId);
     if (!client) throw unauthorized(`Client \`${clientId}\` is unknown`);
@@ -285,6 +327,15 @@ export function authenticate(
     type,
   );
   if (!safeEqual(expectedMac, attrs.mac)) throw unauthorized('Bad mac');
+  if (type === 'header' && attrs.hash !== undefined && req.payload) {
+    const mime = (req.payload.contentType ?? '').split(';')[0]!.trim().toLowerCase();
+    const hash = createHash('sha256')
+      .update(`hawk.1.payload\n${mime}\n`)
+      .update(req.payload.body)
+      .update('\n')
+      .digest('base64');
+    if (!safeEqual(hash, attrs.hash)) throw unauthorized('Bad payload hash');
+  }
 
   if (ext.authorizedScopes !== undefined) {
     if (!Array.isArray(ext.authorizedScopes) || ext.authorizedScopes.some((s) => typeof s !== 'string')) {
@@ -293,7 +344,7 @@ export function authenticate(
     for (const s of ext.authorizedScopes) {
       if (!hasScope(scopes, s)) throw unauthorized('Supplied credentials do not satisfy authorizedScopes');
     }
-    scopes = [...ext.authorizedScopes];
+    scopes = expand(ext.authorizedScopes);
   }
   return { clientId, scopes: [...scopes, ...anonymousScopes] };
 }

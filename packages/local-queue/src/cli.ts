@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { type LocalQueueConfig, startLocalQueue } from './local-queue.js';
+import { suppressSqliteExperimentalWarning } from './warnings.js';
 
 const USAGE = 'usage: tcw queue [--port N] [--state-dir DIR] [--config FILE] [--host H]\n';
 
@@ -81,6 +82,7 @@ export async function runQueueCommand(
         `[queue] ${level}: ${args.map((a) => (typeof a === 'string' ? a : JSON.stringify(a))).join(' ')}\n`,
       );
     };
+  suppressSqliteExperimentalWarning();
   let queue: Awaited<ReturnType<typeof startLocalQueue>>;
   try {
     queue = await startLocalQueue({

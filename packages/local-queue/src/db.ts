@@ -1,6 +1,5 @@
 import { createRequire } from 'node:module';
 import type { DatabaseSync } from 'node:sqlite';
-import { suppressSqliteExperimentalWarning } from './warnings.js';
 
 const SCHEMA_VERSION = 1;
 
@@ -26,6 +25,7 @@ CREATE TABLE IF NOT EXISTS tasks (
 CREATE INDEX IF NOT EXISTS tasks_open_deadline ON tasks(deadline) WHERE open = 1;
 CREATE INDEX IF NOT EXISTS tasks_taken_until ON tasks(taken_until) WHERE taken_until IS NOT NULL;
 CREATE INDEX IF NOT EXISTS tasks_group ON tasks(task_group_id);
+CREATE INDEX IF NOT EXISTS tasks_expires ON tasks(expires);
 CREATE TABLE IF NOT EXISTS pending (
   seq INTEGER PRIMARY KEY AUTOINCREMENT,
   task_queue_id TEXT NOT NULL,
@@ -54,6 +54,7 @@ CREATE TABLE IF NOT EXISTS artifacts (
   details TEXT NOT NULL,
   PRIMARY KEY (task_id, run_id, name)
 );
+CREATE INDEX IF NOT EXISTS artifacts_expires ON artifacts(expires);
 CREATE TABLE IF NOT EXISTS objects (
   name TEXT PRIMARY KEY,
   project_id TEXT NOT NULL,
@@ -66,6 +67,7 @@ CREATE TABLE IF NOT EXISTS objects (
   size INTEGER,
   finished INTEGER NOT NULL
 );
+CREATE INDEX IF NOT EXISTS objects_expires ON objects(expires);
 CREATE TABLE IF NOT EXISTS workers (
   worker_pool_id TEXT NOT NULL,
   worker_group TEXT NOT NULL,
@@ -78,19 +80,28 @@ CREATE TABLE IF NOT EXISTS workers (
   worker_config TEXT NOT NULL,
   PRIMARY KEY (worker_pool_id, worker_group, worker_id)
 );
+CREATE TABLE IF NOT EXISTS task_groups (
+  task_group_id TEXT PRIMARY KEY,
+  scheduler_id TEXT NOT NULL,
+  expires INTEGER NOT NULL,
+  sealed INTEGER
+);
 CREATE TABLE IF NOT EXISTS secrets (name TEXT PRIMARY KEY, secret TEXT NOT NULL, expires INTEGER NOT NULL);
 `;
 
 export type Db = DatabaseSync;
 
-/** Opens (and creates) the state database: WAL journal, synchronous=FULL so a committed reply survives SIGKILL. */
-export function openDatabase(file: string): Db {
-  suppressSqliteExperimentalWarning();
+/**
+ * Opens (and creates) the state database in WAL mode. synchronous=FULL fsyncs every commit (a reply survives
+ * power loss); NORMAL leaves the commit in the OS page cache (a reply survives SIGKILL of the process, not a crash
+ * of the machine).
+ */
+export function openDatabase(file: string, synchronous: 'FULL' | 'NORMAL' = 'FULL'): Db {
   const require = createRequire(import.meta.url);
   const sqlite = require('node:sqlite') as typeof import('node:sqlite');
   const db = new sqlite.DatabaseSync(file);
   db.exec('PRAGMA journal_mode = WAL');
-  db.exec('PRAGMA synchronous = FULL');
+  db.exec(`PRAGMA synchronous = ${synchronous}`);
   db.exec('PRAGMA busy_timeout = 5000');
   db.exec('PRAGMA foreign_keys = OFF');
   db.exec(SCHEMA);

@@ -76,6 +76,21 @@ export function buildRoutes(svc: QueueService): Route[] {
   );
   add('GET', 'queue', 'task/:taskId', 'task', (c) => svc.task(c.params.taskId!, c.auth.scopes));
   add('GET', 'queue', 'task/:taskId/status', 'status', (c) => svc.getStatus(c.params.taskId!, c.auth.scopes));
+  add('GET', 'queue', 'task-group/:taskGroupId/list', 'listTaskGroup', (c) =>
+    svc.listTaskGroup(c.params.taskGroupId!, c.query, c.auth.scopes),
+  );
+  add('GET', 'queue', 'task-group/:taskGroupId', 'getTaskGroup', (c) =>
+    svc.getTaskGroup(c.params.taskGroupId!, c.auth.scopes),
+  );
+  add('POST', 'queue', 'task-group/:taskGroupId/seal', 'sealTaskGroup', (c) =>
+    svc.sealTaskGroup(c.params.taskGroupId!, c.auth.scopes),
+  );
+  add('POST', 'queue', 'task-group/:taskGroupId/cancel', 'cancelTaskGroup', (c) =>
+    svc.cancelTaskGroup(c.params.taskGroupId!, c.auth.scopes),
+  );
+  add('GET', 'queue', 'task/:taskId/dependents', 'listDependentTasks', (c) =>
+    svc.listDependentTasks(c.params.taskId!, c.query, c.auth.scopes),
+  );
   add('POST', 'queue', 'task/:taskId/cancel', 'cancelTask', (c) =>
     svc.cancelTask(c.params.taskId!, c.auth.scopes),
   );
@@ -87,6 +102,12 @@ export function buildRoutes(svc: QueueService): Route[] {
   );
   add('POST', 'queue', 'claim-work/:taskQueueId*', 'claimWork', (c) =>
     svc.claimWork(c.params.taskQueueId!, c.body, c.auth.scopes, c.signal),
+  );
+  add('GET', 'queue', 'pending/:taskQueueId*', 'pendingTasks', (c) =>
+    svc.queueCounts(c.params.taskQueueId!, c.auth.scopes, false),
+  );
+  add('GET', 'queue', 'task-queues/:taskQueueId/counts', 'taskQueueCounts', (c) =>
+    svc.queueCounts(c.params.taskQueueId!, c.auth.scopes, true),
   );
   add('POST', 'queue', 'task/:taskId/runs/:runId/reclaim', 'reclaimTask', (c) =>
     svc.reclaimTask(c.params.taskId!, runIdParam(c.params.runId), c.auth.scopes),
@@ -206,6 +227,8 @@ export interface HttpHandlerOptions {
   logger: Logger;
   lookupClient: (clientId: string) => StaticClient | undefined;
   anonymousScopes: readonly string[];
+  /** Role expansion of `assume:` scopes. */
+  expand?: (scopes: readonly string[]) => string[];
 }
 
 async function readBody(req: IncomingMessage): Promise<Buffer[]> {
@@ -303,8 +326,8 @@ export function createHandler(o: HttpHandlerOptions) {
           `injected fault on ${route.name}`,
         );
       }
-      const chunks = await readBody(req);
-      const text = Buffer.concat(chunks).toString('utf8');
+      const raw = Buffer.concat(await readBody(req));
+      const text = raw.toString('utf8');
       if (text.trim().length > 0) {
         try {
           payload = JSON.parse(text);
@@ -328,9 +351,12 @@ export function createHandler(o: HttpHandlerOptions) {
               host: hm?.[1] ?? hostHeader,
               port,
               authorization: req.headers.authorization,
+              payload: { contentType: req.headers['content-type'], body: raw },
             },
             o.lookupClient,
             o.anonymousScopes,
+            Date.now(),
+            o.expand,
           );
       const abort = new AbortController();
       res.on('close', () => {
@@ -346,6 +372,8 @@ export function createHandler(o: HttpHandlerOptions) {
         ms: Date.now() - started,
       });
     } catch (err) {
+      // let the client finish sending so it reads this answer instead of a reset connection
+      if (!req.readableEnded) req.resume();
       const e =
         err instanceof ApiError
           ? err
@@ -387,12 +415,11 @@ export function createHandler(o: HttpHandlerOptions) {
     }
     o.svc.checkDataUrl(kind, name, query);
     if (kind === 'put') {
-      const chunks = await readBody(req);
       const ct = req.headers['content-type'];
       const ce = req.headers['content-encoding'];
-      o.svc.putObjectData(
+      await o.svc.receiveObjectData(
         name,
-        chunks,
+        req,
         typeof ct === 'string' ? ct : undefined,
         typeof ce === 'string' ? ce : undefined,
       );

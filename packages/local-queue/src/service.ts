@@ -1,8 +1,11 @@
 import { createHash, createHmac } from 'node:crypto';
 import type { EventEmitter } from 'node:events';
-import { closeSync, fsyncSync, openSync, renameSync, writeSync } from 'node:fs';
+import { closeSync, fsyncSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { open, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { gunzipSync } from 'node:zlib';
+import type { StatementSync } from 'node:sqlite';
+import { Readable } from 'node:stream';
+import { createGunzip } from 'node:zlib';
 import { createTemporaryCredentials, formatExpr, type ScopeExpr, satisfies, unsatisfied } from './auth.js';
 import { type Db, transaction } from './db.js';
 import { ApiError, badRequest, conflict, forbidden, invalidInput, notFound } from './errors.js';
@@ -92,6 +95,8 @@ export interface ServiceOptions {
   reregistrationTimeoutMs: number;
   /** Base URL of the server (for data URLs), known once listening. */
   baseUrl: () => string;
+  /** fsync object bytes before acknowledging them (durability `full`). */
+  fsyncObjects: boolean;
 }
 
 const EXCEPTION_REASONS = new Set([
@@ -163,6 +168,18 @@ export class QueueService {
     this.#runResolvers();
   }
 
+  readonly #statements = new Map<string, StatementSync>();
+
+  /** A prepared statement, compiled once per SQL text. */
+  #q(sql: string): StatementSync {
+    let stmt = this.#statements.get(sql);
+    if (!stmt) {
+      stmt = this.#db.prepare(sql);
+      this.#statements.set(sql, stmt);
+    }
+    return stmt;
+  }
+
   close(): void {
     this.#closed = true;
     if (this.#timer) clearTimeout(this.#timer);
@@ -201,11 +218,9 @@ export class QueueService {
   }
 
   #load(taskId: string): TaskRecord | undefined {
-    const row = this.#db
-      .prepare(
-        'SELECT task_id, definition, retries_left, deadline, expires, runs, open FROM tasks WHERE task_id = ?',
-      )
-      .get(taskId) as TaskRow | undefined;
+    const row = this.#q(
+      'SELECT task_id, definition, retries_left, deadline, expires, runs, open FROM tasks WHERE task_id = ?',
+    ).get(taskId) as TaskRow | undefined;
     if (!row) return undefined;
     return {
       taskId: row.task_id,
@@ -221,9 +236,13 @@ export class QueueService {
   #save(rec: TaskRecord): void {
     const last = rec.runs.at(-1);
     const takenUntil = last?.state === 'running' && last.takenUntil ? Date.parse(last.takenUntil) : null;
-    this.#db
-      .prepare('UPDATE tasks SET runs = ?, retries_left = ?, open = ?, taken_until = ? WHERE task_id = ?')
-      .run(JSON.stringify(rec.runs), rec.retriesLeft, rec.open ? 1 : 0, takenUntil, rec.taskId);
+    this.#q('UPDATE tasks SET runs = ?, retries_left = ?, open = ?, taken_until = ? WHERE task_id = ?').run(
+      JSON.stringify(rec.runs),
+      rec.retriesLeft,
+      rec.open ? 1 : 0,
+      takenUntil,
+      rec.taskId,
+    );
     if (takenUntil !== null) this.#armTimer(takenUntil);
   }
 
@@ -255,11 +274,9 @@ export class QueueService {
     const run: Run = { runId: rec.runs.length, state: 'pending', reasonCreated, scheduled: iso(now) };
     rec.runs.push(run);
     rec.open = true;
-    this.#db
-      .prepare(
-        'INSERT INTO pending (task_queue_id, priority, task_id, run_id, deadline) VALUES (?, ?, ?, ?, ?)',
-      )
-      .run(rec.def.taskQueueId, priorityValue(rec.def.priority), rec.taskId, run.runId, rec.deadline);
+    this.#q(
+      'INSERT INTO pending (task_queue_id, priority, task_id, run_id, deadline) VALUES (?, ?, ?, ?, ?)',
+    ).run(rec.def.taskQueueId, priorityValue(rec.def.priority), rec.taskId, run.runId, rec.deadline);
     this.#wake.add(rec.def.taskQueueId);
     this.#emit('task-pending', { taskId: rec.taskId, runId: run.runId, status: this.status(rec) });
     return run;
@@ -274,7 +291,7 @@ export class QueueService {
     now: number,
   ) {
     if (run.state === 'pending') {
-      this.#db.prepare('DELETE FROM pending WHERE task_id = ? AND run_id = ?').run(rec.taskId, run.runId);
+      this.#q('DELETE FROM pending WHERE task_id = ? AND run_id = ?').run(rec.taskId, run.runId);
     }
     run.state = state;
     run.reasonResolved = reason;
@@ -307,26 +324,27 @@ export class QueueService {
   }
 
   #resolveDependents(taskId: string, state: string, now: number): void {
-    const rows = this.#db
-      .prepare('SELECT dependent FROM dependencies WHERE required = ? AND satisfied = 0')
-      .all(taskId) as Array<{ dependent: string }>;
+    const rows = this.#q('SELECT dependent FROM dependencies WHERE required = ? AND satisfied = 0').all(
+      taskId,
+    ) as Array<{ dependent: string }>;
     for (const { dependent } of rows) {
       if (dependent === taskId) continue;
       const dep = this.#load(dependent);
       if (!dep) continue;
       if (state !== 'completed' && dep.def.requires !== 'all-resolved') continue;
-      this.#db
-        .prepare('UPDATE dependencies SET satisfied = 1 WHERE required = ? AND dependent = ?')
-        .run(taskId, dependent);
+      this.#q('UPDATE dependencies SET satisfied = 1 WHERE required = ? AND dependent = ?').run(
+        taskId,
+        dependent,
+      );
       this.#maybeSchedule(dep, now);
     }
   }
 
   #maybeSchedule(rec: TaskRecord, now: number): void {
     if (rec.runs.length > 0 || !rec.open || now >= rec.deadline) return;
-    const blocking = this.#db
-      .prepare('SELECT COUNT(*) AS n FROM dependencies WHERE dependent = ? AND satisfied = 0')
-      .get(rec.taskId) as { n: number };
+    const blocking = this.#q(
+      'SELECT COUNT(*) AS n FROM dependencies WHERE dependent = ? AND satisfied = 0',
+    ).get(rec.taskId) as { n: number };
     if (blocking.n > 0) return;
     this.#makePending(rec, 'scheduled', now);
     this.#save(rec);
@@ -352,9 +370,9 @@ export class QueueService {
     try {
       const now = Date.now();
       this.#tx(() => {
-        const expired = this.#db
-          .prepare('SELECT task_id FROM tasks WHERE taken_until IS NOT NULL AND taken_until <= ? LIMIT 1000')
-          .all(now) as Array<{ task_id: string }>;
+        const expired = this.#q(
+          'SELECT task_id FROM tasks WHERE taken_until IS NOT NULL AND taken_until <= ? LIMIT 1000',
+        ).all(now) as Array<{ task_id: string }>;
         for (const { task_id } of expired) {
           const rec = this.#load(task_id)!;
           const run = rec.runs.at(-1);
@@ -365,9 +383,9 @@ export class QueueService {
           if (now >= rec.deadline) this.#resolveRun(rec, run, 'exception', 'deadline-exceeded', now);
           else this.#resolveRun(rec, run, 'exception', 'claim-expired', now);
         }
-        const overdue = this.#db
-          .prepare('SELECT task_id FROM tasks WHERE open = 1 AND deadline <= ? LIMIT 1000')
-          .all(now - this.#o.deadlineDelayMs) as Array<{ task_id: string }>;
+        const overdue = this.#q('SELECT task_id FROM tasks WHERE open = 1 AND deadline <= ? LIMIT 1000').all(
+          now - this.#o.deadlineDelayMs,
+        ) as Array<{ task_id: string }>;
         for (const { task_id } of overdue) {
           const rec = this.#load(task_id)!;
           const run = rec.runs.at(-1);
@@ -391,15 +409,55 @@ export class QueueService {
     } catch (err) {
       this.#o.logger.error('claim/deadline resolver failed', err);
     }
-    const next = this.#db
-      .prepare(
-        'SELECT MIN(taken_until) AS a, (SELECT MIN(deadline) FROM tasks WHERE open = 1) AS b FROM tasks WHERE taken_until IS NOT NULL',
-      )
-      .get() as { a: number | null; b: number | null };
+    const next = this.#q(
+      'SELECT MIN(taken_until) AS a, (SELECT MIN(deadline) FROM tasks WHERE open = 1) AS b FROM tasks WHERE taken_until IS NOT NULL',
+    ).get() as { a: number | null; b: number | null };
     const candidates = [next.a, next.b === null ? null : next.b + this.#o.deadlineDelayMs].filter(
       (x): x is number => x !== null,
     );
     if (candidates.length > 0) this.#armTimer(Math.max(Math.min(...candidates), Date.now() + 5));
+  }
+
+  // ---------------------------------------------------------------- expiry
+
+  /**
+   * Deletes what has passed its `expires`: tasks (with their runs, dependencies and artifacts), artifacts,
+   * objects and their bytes, secrets. Like the real queue's expiry crons; returns how many rows went.
+   */
+  expire(now = Date.now()): { tasks: number; artifacts: number; objects: number } {
+    const files: string[] = [];
+    const counts = this.#tx(() => {
+      let tasks = 0;
+      for (;;) {
+        const rows = this.#q('SELECT task_id FROM tasks WHERE expires < ? LIMIT 500').all(now) as Array<{
+          task_id: string;
+        }>;
+        if (rows.length === 0) break;
+        for (const { task_id } of rows) {
+          this.#q('DELETE FROM pending WHERE task_id = ?').run(task_id);
+          this.#q('DELETE FROM dependencies WHERE dependent = ?').run(task_id);
+          this.#q('DELETE FROM dependencies WHERE required = ?').run(task_id);
+          this.#q('DELETE FROM artifacts WHERE task_id = ?').run(task_id);
+          this.#q('DELETE FROM tasks WHERE task_id = ?').run(task_id);
+          tasks += 1;
+        }
+      }
+      const artifacts = Number(this.#q('DELETE FROM artifacts WHERE expires < ?').run(now).changes);
+      const objects = this.#q('SELECT name, file FROM objects WHERE expires < ?').all(now) as Array<{
+        name: string;
+        file: string | null;
+      }>;
+      for (const o of objects) {
+        this.#q('DELETE FROM objects WHERE name = ?').run(o.name);
+        if (o.file) files.push(o.file);
+      }
+      this.#q('DELETE FROM secrets WHERE expires < ?').run(now);
+      this.#q('DELETE FROM task_groups WHERE expires < ?').run(now);
+      return { tasks, artifacts, objects: objects.length };
+    });
+    for (const f of files) rmSync(f, { force: true });
+    if (counts.tasks + counts.artifacts + counts.objects > 0) this.#o.logger.info('expired', counts);
+    return counts;
   }
 
   // ---------------------------------------------------------------- tasks
@@ -429,13 +487,20 @@ export class QueueService {
       throw conflict(`taskId ${taskId} already used by another task definition`);
     }
     const deadline = Date.parse(def.deadline);
-    const group = this.#db
-      .prepare('SELECT scheduler_id FROM tasks WHERE task_group_id = ? LIMIT 1')
-      .get(def.taskGroupId) as { scheduler_id: string } | undefined;
+    const group = this.#taskGroup(def.taskGroupId);
     if (group && group.scheduler_id !== def.schedulerId) {
       throw conflict(
         `taskGroupId ${def.taskGroupId} already has schedulerId ${group.scheduler_id}; every task in a group must share it`,
       );
+    }
+    if (group?.sealed != null) throw conflict(`Task group ${def.taskGroupId} is sealed`);
+    const taskExpires = Date.parse(def.expires);
+    if (!group) {
+      this.#q(
+        'INSERT INTO task_groups (task_group_id, scheduler_id, expires, sealed) VALUES (?, ?, ?, NULL)',
+      ).run(def.taskGroupId, def.schedulerId, taskExpires);
+    } else if (taskExpires > group.expires) {
+      this.#q('UPDATE task_groups SET expires = ? WHERE task_group_id = ?').run(taskExpires, def.taskGroupId);
     }
     const deps: Array<{ id: string; satisfied: boolean }> = [];
     def.dependencies.forEach((depId, i) => {
@@ -455,27 +520,25 @@ export class QueueService {
         satisfied: resolved && (last.state === 'completed' || def.requires === 'all-resolved'),
       });
     });
-    this.#db
-      .prepare(
-        `INSERT INTO tasks (task_id, definition, task_queue_id, scheduler_id, task_group_id, project_id, priority,
+    this.#q(
+      `INSERT INTO tasks (task_id, definition, task_queue_id, scheduler_id, task_group_id, project_id, priority,
           requires, retries, retries_left, deadline, expires, runs, open, taken_until)
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, '[]', 1, NULL)`,
-      )
-      .run(
-        taskId,
-        JSON.stringify(def),
-        def.taskQueueId,
-        def.schedulerId,
-        def.taskGroupId,
-        def.projectId,
-        priorityValue(def.priority),
-        def.requires,
-        def.retries,
-        def.retries,
-        deadline,
-        Date.parse(def.expires),
-      );
-    const insertDep = this.#db.prepare(
+    ).run(
+      taskId,
+      JSON.stringify(def),
+      def.taskQueueId,
+      def.schedulerId,
+      def.taskGroupId,
+      def.projectId,
+      priorityValue(def.priority),
+      def.requires,
+      def.retries,
+      def.retries,
+      deadline,
+      Date.parse(def.expires),
+    );
+    const insertDep = this.#q(
       'INSERT OR IGNORE INTO dependencies (required, dependent, satisfied) VALUES (?, ?, ?)',
     );
     for (const d of deps) insertDep.run(d.id, taskId, d.satisfied ? 1 : 0);
@@ -527,6 +590,133 @@ export class QueueService {
     return { status: this.status(this.#mustLoad(taskId)) };
   }
 
+  #page(ids: string[], limit: number): { tasks: Array<Record<string, unknown>>; continuationToken?: string } {
+    const page = ids.slice(0, limit);
+    const tasks = page.map((id) => {
+      const rec = this.#load(id)!;
+      return { status: this.status(rec), task: rec.def };
+    });
+    return ids.length > limit ? { tasks, continuationToken: page.at(-1)! } : { tasks };
+  }
+
+  #limit(query: URLSearchParams): number {
+    return Math.min(Math.max(Number(query.get('limit') ?? 1000) || 1000, 1), 1000);
+  }
+
+  #taskGroup(taskGroupId: string) {
+    return this.#q('SELECT * FROM task_groups WHERE task_group_id = ?').get(taskGroupId) as
+      | { task_group_id: string; scheduler_id: string; expires: number; sealed: number | null }
+      | undefined;
+  }
+
+  #taskGroupInfo(taskGroupId: string): Record<string, unknown> {
+    const g = this.#taskGroup(taskGroupId);
+    if (!g) throw notFound(`Task group ${taskGroupId} not found`);
+    const info: Record<string, unknown> = {
+      taskGroupId,
+      schedulerId: g.scheduler_id,
+      expires: iso(g.expires),
+    };
+    if (g.sealed !== null) info.sealed = iso(g.sealed);
+    return info;
+  }
+
+  getTaskGroup(taskGroupId: string, scopes: readonly string[]): Record<string, unknown> {
+    requireScopes(scopes, `queue:list-task-group:${taskGroupId}`);
+    return this.#taskGroupInfo(taskGroupId);
+  }
+
+  sealTaskGroup(taskGroupId: string, scopes: readonly string[]): Record<string, unknown> {
+    const g = this.#taskGroup(taskGroupId);
+    if (!g) throw notFound(`Task group ${taskGroupId} not found`);
+    requireScopes(scopes, `queue:seal-task-group:${g.scheduler_id}/${taskGroupId}`);
+    return this.#tx(() => {
+      this.#q('UPDATE task_groups SET sealed = ? WHERE task_group_id = ? AND sealed IS NULL').run(
+        Date.now(),
+        taskGroupId,
+      );
+      const info = this.#taskGroupInfo(taskGroupId);
+      this.#emit('task-group-sealed', { taskGroupId, schedulerId: g.scheduler_id });
+      return info;
+    });
+  }
+
+  /** Cancels every unresolved task of a sealed group (409 if not sealed), like cancelTask for each. */
+  cancelTaskGroup(taskGroupId: string, scopes: readonly string[]): Record<string, unknown> {
+    const g = this.#taskGroup(taskGroupId);
+    if (!g) throw notFound(`Task group ${taskGroupId} not found`);
+    requireScopes(scopes, `queue:cancel-task-group:${g.scheduler_id}/${taskGroupId}`);
+    if (g.sealed === null)
+      throw conflict(`Task group ${taskGroupId} must be sealed (sealTaskGroup) before it is canceled`);
+    return this.#tx(() => {
+      const now = Date.now();
+      const ids = this.#q(
+        'SELECT task_id FROM tasks WHERE task_group_id = ? AND open = 1 AND deadline > ?',
+      ).all(taskGroupId, now) as Array<{ task_id: string }>;
+      const canceled: string[] = [];
+      for (const { task_id } of ids) {
+        const rec = this.#load(task_id)!;
+        const last = rec.runs.at(-1);
+        if (!last) {
+          const synthetic: Run = {
+            runId: 0,
+            state: 'pending',
+            reasonCreated: 'exception',
+            scheduled: iso(now),
+          };
+          rec.runs.push(synthetic);
+          this.#resolveRun(rec, synthetic, 'exception', 'canceled', now);
+        } else if (last.state === 'pending' || last.state === 'running') {
+          this.#resolveRun(rec, last, 'exception', 'canceled', now);
+        } else continue;
+        canceled.push(task_id);
+      }
+      const size = this.#q('SELECT COUNT(*) AS n FROM tasks WHERE task_group_id = ?').get(taskGroupId) as {
+        n: number;
+      };
+      return { taskGroupId, taskGroupSize: size.n, cancelledCount: canceled.length, taskIds: canceled };
+    });
+  }
+
+  listTaskGroup(
+    taskGroupId: string,
+    query: URLSearchParams,
+    scopes: readonly string[],
+  ): Record<string, unknown> {
+    requireScopes(scopes, `queue:list-task-group:${taskGroupId}`);
+    const limit = this.#limit(query);
+    const rows = this.#q(
+      'SELECT task_id FROM tasks WHERE task_group_id = ? AND task_id > ? ORDER BY task_id LIMIT ?',
+    ).all(taskGroupId, query.get('continuationToken') ?? '', limit + 1) as Array<{ task_id: string }>;
+    return {
+      ...this.#taskGroupInfo(taskGroupId),
+      ...this.#page(
+        rows.map((r) => r.task_id),
+        limit,
+      ),
+    };
+  }
+
+  listDependentTasks(
+    taskId: string,
+    query: URLSearchParams,
+    scopes: readonly string[],
+  ): Record<string, unknown> {
+    requireScopes(scopes, `queue:list-dependent-tasks:${taskId}`);
+    this.#mustLoad(taskId);
+    const limit = this.#limit(query);
+    const rows = this.#q(
+      'SELECT dependent FROM dependencies WHERE required = ? AND dependent > ? ORDER BY dependent LIMIT ?',
+    ).all(taskId, query.get('continuationToken') ?? '', limit + 1) as Array<{ dependent: string }>;
+    return {
+      taskId,
+      ...this.#page(
+        rows.map((r) => r.dependent),
+        limit,
+      ),
+    };
+  }
+
   #threeWay(rec: TaskRecord, verb: string): ScopeExpr {
     const { schedulerId, taskGroupId, projectId } = rec.def;
     return {
@@ -570,7 +760,7 @@ export class QueueService {
       const rec = this.#mustLoad(taskId);
       if (now >= rec.deadline) throw conflict(`Task ${taskId} cannot be scheduled: its deadline has passed`);
       if (rec.runs.length === 0 && rec.open) {
-        this.#db.prepare('UPDATE dependencies SET satisfied = 1 WHERE dependent = ?').run(taskId);
+        this.#q('UPDATE dependencies SET satisfied = 1 WHERE dependent = ?').run(taskId);
         this.#makePending(rec, 'scheduled', now);
         this.#save(rec);
       }
@@ -642,6 +832,7 @@ export class QueueService {
     });
     const until = Date.now() + this.#o.claimWorkTimeoutMs;
     for (;;) {
+      if (this.#closed) return { tasks: [] };
       const claims = this.#tryClaim(taskQueueId, workerGroup as string, workerId as string, tasks);
       if (claims.length > 0) return { tasks: claims };
       const remaining = until - Date.now();
@@ -674,14 +865,12 @@ export class QueueService {
   ): Array<Record<string, unknown>> {
     return this.#tx(() => {
       const now = Date.now();
-      const rows = this.#db
-        .prepare(
-          'SELECT seq, task_id, run_id FROM pending WHERE task_queue_id = ? AND deadline > ? ORDER BY priority DESC, seq LIMIT ?',
-        )
-        .all(taskQueueId, now, n) as Array<{ seq: number; task_id: string; run_id: number }>;
+      const rows = this.#q(
+        'SELECT seq, task_id, run_id FROM pending WHERE task_queue_id = ? AND deadline > ? ORDER BY priority DESC, seq LIMIT ?',
+      ).all(taskQueueId, now, n) as Array<{ seq: number; task_id: string; run_id: number }>;
       const claims: Array<Record<string, unknown>> = [];
       for (const row of rows) {
-        this.#db.prepare('DELETE FROM pending WHERE seq = ?').run(row.seq);
+        this.#q('DELETE FROM pending WHERE seq = ?').run(row.seq);
         const rec = this.#load(row.task_id);
         const run = rec?.runs[row.run_id];
         if (!rec || !run || run.state !== 'pending' || row.run_id !== rec.runs.length - 1) continue;
@@ -714,6 +903,28 @@ export class QueueService {
       }
       return claims;
     });
+  }
+
+  /** pendingTasks (deprecated) and taskQueueCounts. */
+  queueCounts(taskQueueId: string, scopes: readonly string[], withClaimed: boolean): Record<string, unknown> {
+    requireScopes(
+      scopes,
+      withClaimed
+        ? { AllOf: [`queue:pending-count:${taskQueueId}`, `queue:claimed-count:${taskQueueId}`] }
+        : `queue:pending-count:${taskQueueId}`,
+    );
+    const pending = this.#q('SELECT COUNT(*) AS n FROM pending WHERE task_queue_id = ? AND deadline > ?').get(
+      taskQueueId,
+      Date.now(),
+    ) as { n: number };
+    if (!withClaimed) {
+      const [provisionerId, workerType] = taskQueueId.split('/');
+      return { provisionerId, workerType, taskQueueId, pendingTasks: pending.n };
+    }
+    const claimed = this.#q(
+      'SELECT COUNT(*) AS n FROM tasks WHERE taken_until IS NOT NULL AND task_queue_id = ?',
+    ).get(taskQueueId) as { n: number };
+    return { taskQueueId, pendingTasks: pending.n, claimedTasks: claimed.n };
   }
 
   #runOf(rec: TaskRecord, runId: number): Run {
@@ -860,9 +1071,11 @@ export class QueueService {
         throw conflict(`Run ${runId} of task ${taskId} is ${run.state}: no artifacts can be created`);
 
       const objectName = `t/${taskId}/${runId}/${name}`;
-      const existing = this.#db
-        .prepare('SELECT * FROM artifacts WHERE task_id = ? AND run_id = ? AND name = ?')
-        .get(taskId, runId, name) as ArtifactRow | undefined;
+      const existing = this.#q('SELECT * FROM artifacts WHERE task_id = ? AND run_id = ? AND name = ?').get(
+        taskId,
+        runId,
+        name,
+      ) as ArtifactRow | undefined;
       if (existing) {
         const old = JSON.parse(existing.details) as Record<string, unknown>;
         const same =
@@ -884,12 +1097,10 @@ export class QueueService {
       }
       if (storageType === 's3') details = { objectName };
       const present = storageType === 'object' ? (existing?.present ?? 0) : 1;
-      this.#db
-        .prepare(
-          `INSERT OR REPLACE INTO artifacts (task_id, run_id, name, storage_type, content_type, expires, present, details)
+      this.#q(
+        `INSERT OR REPLACE INTO artifacts (task_id, run_id, name, storage_type, content_type, expires, present, details)
            VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
-        )
-        .run(taskId, runId, name, storageType, contentType, expires, present, JSON.stringify(details));
+      ).run(taskId, runId, name, storageType, contentType, expires, present, JSON.stringify(details));
       if (storageType === 'reference' || storageType === 'link' || storageType === 'error') {
         this.#emitArtifactCreated(rec, run, name, storageType, expires, contentType);
       }
@@ -954,18 +1165,22 @@ export class QueueService {
     this.#tx(() => {
       const rec = this.#mustLoad(taskId);
       const run = this.#runOf(rec, runId);
-      const art = this.#db
-        .prepare('SELECT * FROM artifacts WHERE task_id = ? AND run_id = ? AND name = ?')
-        .get(taskId, runId, name) as ArtifactRow | undefined;
+      const art = this.#q('SELECT * FROM artifacts WHERE task_id = ? AND run_id = ? AND name = ?').get(
+        taskId,
+        runId,
+        name,
+      ) as ArtifactRow | undefined;
       if (!art) throw notFound(`Artifact ${name} not found`);
       if (art.storage_type !== 'object') throw badRequest(`Artifact ${name} is not an object artifact`);
       const details = JSON.parse(art.details) as { uploadId: string; objectName: string };
       if (details.uploadId !== body.uploadId) throw badRequest(`uploadId does not match artifact ${name}`);
       const obj = this.#object(details.objectName);
       if (obj?.finished !== 1) throw badRequest(`The object for artifact ${name} is not finished uploading`);
-      this.#db
-        .prepare('UPDATE artifacts SET present = 1 WHERE task_id = ? AND run_id = ? AND name = ?')
-        .run(taskId, runId, name);
+      this.#q('UPDATE artifacts SET present = 1 WHERE task_id = ? AND run_id = ? AND name = ?').run(
+        taskId,
+        runId,
+        name,
+      );
       this.#emitArtifactCreated(rec, run, name, 'object', art.expires, art.content_type);
     });
   }
@@ -986,9 +1201,11 @@ export class QueueService {
       requireScopes(scopes, `queue:get-artifact:${current}`);
       if (seen.has(current)) throw badRequest(`Artifact link cycle at ${current}`);
       seen.add(current);
-      const art = this.#db
-        .prepare('SELECT * FROM artifacts WHERE task_id = ? AND run_id = ? AND name = ?')
-        .get(taskId, rid, current) as ArtifactRow | undefined;
+      const art = this.#q('SELECT * FROM artifacts WHERE task_id = ? AND run_id = ? AND name = ?').get(
+        taskId,
+        rid,
+        current,
+      ) as ArtifactRow | undefined;
       if (art?.present !== 1) throw notFound(`Artifact ${current} not found`);
       if (art.expires < Date.now())
         throw new ApiError(410, 'ResourceExpired', `Artifact ${current} has expired`);
@@ -1056,9 +1273,9 @@ export class QueueService {
     const rec = this.#mustLoad(taskId);
     const rid = runId === 'latest' ? this.#latestRunId(rec) : runId;
     this.#runOf(rec, rid);
-    const art = this.#db
-      .prepare('SELECT * FROM artifacts WHERE task_id = ? AND run_id = ? AND name = ? AND present = 1')
-      .get(taskId, rid, name) as ArtifactRow | undefined;
+    const art = this.#q(
+      'SELECT * FROM artifacts WHERE task_id = ? AND run_id = ? AND name = ? AND present = 1',
+    ).get(taskId, rid, name) as ArtifactRow | undefined;
     if (!art) throw notFound(`Artifact ${name} not found`);
     return this.#artifactEntry(art);
   }
@@ -1078,11 +1295,9 @@ export class QueueService {
     this.#runOf(rec, rid);
     const limit = Math.min(Math.max(Number(query.get('limit') ?? 1000) || 1000, 1), 1000);
     const after = query.get('continuationToken') ?? '';
-    const rows = this.#db
-      .prepare(
-        'SELECT * FROM artifacts WHERE task_id = ? AND run_id = ? AND present = 1 AND name > ? ORDER BY name LIMIT ?',
-      )
-      .all(taskId, rid, after, limit + 1) as unknown as ArtifactRow[];
+    const rows = this.#q(
+      'SELECT * FROM artifacts WHERE task_id = ? AND run_id = ? AND present = 1 AND name > ? ORDER BY name LIMIT ?',
+    ).all(taskId, rid, after, limit + 1) as unknown as ArtifactRow[];
     const page = rows.slice(0, limit);
     const result: Record<string, unknown> = { artifacts: page.map((a) => this.#artifactEntry(a)) };
     if (rows.length > limit) result.continuationToken = page.at(-1)!.name;
@@ -1108,24 +1323,21 @@ export class QueueService {
   }
 
   #object(name: string): ObjectRow | undefined {
-    return this.#db.prepare('SELECT * FROM objects WHERE name = ?').get(name) as ObjectRow | undefined;
+    return this.#q('SELECT * FROM objects WHERE name = ?').get(name) as ObjectRow | undefined;
   }
 
   #lockInUpload(name: string, projectId: string, uploadId: string, expires: number): void {
     const obj = this.#object(name);
     if (!obj) {
-      this.#db
-        .prepare(
-          "INSERT INTO objects (name, project_id, upload_id, expires, hashes, finished) VALUES (?, ?, ?, ?, '{}', 0)",
-        )
-        .run(name, projectId, uploadId, expires);
+      this.#q(
+        "INSERT INTO objects (name, project_id, upload_id, expires, hashes, finished) VALUES (?, ?, ?, ?, '{}', 0)",
+      ).run(name, projectId, uploadId, expires);
       return;
     }
     if (obj.upload_id !== uploadId || obj.project_id !== projectId) {
       throw conflict(`Object ${name} already exists with another upload`);
     }
-    if (expires > obj.expires)
-      this.#db.prepare('UPDATE objects SET expires = ? WHERE name = ?').run(expires, name);
+    if (expires > obj.expires) this.#q('UPDATE objects SET expires = ? WHERE name = ?').run(expires, name);
   }
 
   #ensureObject(
@@ -1136,11 +1348,9 @@ export class QueueService {
     contentType: string,
   ): void {
     if (this.#object(name)) return;
-    this.#db
-      .prepare(
-        "INSERT INTO objects (name, project_id, upload_id, expires, content_type, hashes, finished) VALUES (?, ?, ?, ?, ?, '{}', 0)",
-      )
-      .run(name, projectId, uploadId, expires, contentType);
+    this.#q(
+      "INSERT INTO objects (name, project_id, upload_id, expires, content_type, hashes, finished) VALUES (?, ?, ?, ?, ?, '{}', 0)",
+    ).run(name, projectId, uploadId, expires, contentType);
   }
 
   objectFile(name: string): string {
@@ -1168,11 +1378,9 @@ export class QueueService {
           throw conflict(`Object ${name} exists with a different projectId, uploadId or expires`);
         }
       } else {
-        this.#db
-          .prepare(
-            "INSERT INTO objects (name, project_id, upload_id, expires, hashes, finished) VALUES (?, ?, ?, ?, '{}', 0)",
-          )
-          .run(name, projectId, uploadId, expires);
+        this.#q(
+          "INSERT INTO objects (name, project_id, upload_id, expires, hashes, finished) VALUES (?, ?, ?, ?, '{}', 0)",
+        ).run(name, projectId, uploadId, expires);
       }
       this.#mergeHashes(name, hashes as Record<string, unknown>);
       let uploadMethod: Record<string, unknown> = {};
@@ -1190,9 +1398,11 @@ export class QueueService {
       } else if (isObject(put)) {
         const contentType = typeof put.contentType === 'string' ? put.contentType : 'application/binary';
         const contentLength = typeof put.contentLength === 'number' ? put.contentLength : null;
-        this.#db
-          .prepare('UPDATE objects SET content_type = ?, content_length = ? WHERE name = ?')
-          .run(contentType, contentLength, name);
+        this.#q('UPDATE objects SET content_type = ?, content_length = ? WHERE name = ?').run(
+          contentType,
+          contentLength,
+          name,
+        );
         const urlExpires = now + 45 * MIN;
         uploadMethod = {
           putUrl: {
@@ -1216,7 +1426,7 @@ export class QueueService {
       }
       stored[alg] = value;
     }
-    this.#db.prepare('UPDATE objects SET hashes = ? WHERE name = ?').run(JSON.stringify(stored), name);
+    this.#q('UPDATE objects SET hashes = ? WHERE name = ?').run(JSON.stringify(stored), name);
   }
 
   /** Writes bytes (already received) durably: temp file, fsync, rename. Records size and content hashes. */
@@ -1234,11 +1444,12 @@ export class QueueService {
         sha512.update(c);
         size += c.length;
       }
-      fsyncSync(fd);
+      if (this.#o.fsyncObjects) fsyncSync(fd);
     } finally {
       closeSync(fd);
     }
     renameSync(tmp, file);
+    this.#syncObjectsDir();
     this.#recordBytes(
       name,
       file,
@@ -1264,47 +1475,100 @@ export class QueueService {
       }
     }
     const s3 = obj.upload_id.startsWith('s3-');
-    this.#db
-      .prepare(
-        `UPDATE objects SET file = ?, size = ?, hashes = ?, content_type = COALESCE(?, content_type),
+    this.#q(
+      `UPDATE objects SET file = ?, size = ?, hashes = ?, content_type = COALESCE(?, content_type),
          finished = CASE WHEN ? THEN 1 ELSE finished END WHERE name = ?`,
-      )
-      .run(file, size, JSON.stringify({ ...stored, ...computed }), contentType ?? null, s3 ? 1 : 0, name);
+    ).run(file, size, JSON.stringify({ ...stored, ...computed }), contentType ?? null, s3 ? 1 : 0, name);
   }
 
-  /** For the putUrl handler: runs `write` inside a transaction so the row and file agree. */
-  putObjectData(
+  /**
+   * For the putUrl handler: streams the body to a temporary file (hashing it on the way, no size limit), fsyncs
+   * it, then renames it into place and records it in one transaction, so the row and the file always agree.
+   */
+  async receiveObjectData(
     name: string,
-    chunks: Buffer[],
+    body: AsyncIterable<Buffer>,
     contentType: string | undefined,
     contentEncoding?: string,
-  ): void {
-    this.#tx(() => {
+  ): Promise<void> {
+    // A gzip-encoded PUT (tcw's uploader compresses text) is stored decoded: the object's hashes are those of its
+    // content, and downloads serve it with identity encoding. contentLength counts the bytes on the wire.
+    const encoding = contentEncoding?.trim().toLowerCase() || 'identity';
+    if (encoding !== 'identity' && encoding !== 'gzip') {
+      throw badRequest(`Object ${name}: unsupported Content-Encoding ${contentEncoding}`);
+    }
+    let wireSize = 0;
+    const counted = (async function* () {
+      for await (const chunk of body) {
+        wireSize += chunk.length;
+        yield chunk;
+      }
+    })();
+    const content: AsyncIterable<Buffer> =
+      encoding === 'gzip' ? Readable.from(counted).pipe(createGunzip()) : counted;
+    const check = () => {
       const obj = this.#object(name);
       if (!obj) throw notFound(`Object ${name} not found`);
-      if (obj.finished === 1 && !obj.upload_id.startsWith('s3-'))
+      if (obj.finished === 1 && !obj.upload_id.startsWith('s3-')) {
         throw conflict(`Object ${name} is already finished`);
-      if (obj.content_length !== null) {
-        const size = chunks.reduce((n, c) => n + c.length, 0);
-        if (size !== obj.content_length) {
-          throw badRequest(`Object ${name}: got ${size} bytes, expected contentLength ${obj.content_length}`);
-        }
       }
-      // A gzip-encoded PUT (the worker's uploader compresses text) is stored decoded: the object's hashes are
-      // those of its content, and downloads serve it with identity encoding.
-      const encoding = contentEncoding?.trim().toLowerCase();
-      let content = chunks;
-      if (encoding === 'gzip') {
-        try {
-          content = [gunzipSync(Buffer.concat(chunks))];
-        } catch (error) {
-          throw badRequest(`Object ${name}: the body is not valid gzip data (${(error as Error).message})`);
+      return obj;
+    };
+    check();
+    const file = this.objectFile(name);
+    const tmp = `${file}.${process.pid}.${slugid()}.tmp`;
+    const sha256 = createHash('sha256');
+    const sha512 = createHash('sha512');
+    let size = 0;
+    const fh = await open(tmp, 'w', 0o600);
+    try {
+      try {
+        for await (const chunk of content) {
+          await fh.write(chunk);
+          sha256.update(chunk);
+          sha512.update(chunk);
+          size += chunk.length;
         }
-      } else if (encoding && encoding !== 'identity') {
-        throw badRequest(`Object ${name}: unsupported Content-Encoding ${contentEncoding}`);
+        if (this.#o.fsyncObjects) await fh.sync();
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code?.startsWith('Z_')) {
+          throw badRequest(`Object ${name}: the body is not valid gzip data (${(err as Error).message})`);
+        }
+        throw err;
+      } finally {
+        await fh.close();
       }
-      this.storeObjectBytes(name, content, contentType ?? obj.content_type ?? undefined);
-    });
+      this.#tx(() => {
+        const obj = check();
+        if (obj.content_length !== null && wireSize !== obj.content_length) {
+          throw badRequest(
+            `Object ${name}: got ${wireSize} bytes, expected contentLength ${obj.content_length}`,
+          );
+        }
+        renameSync(tmp, file);
+        this.#syncObjectsDir();
+        this.#recordBytes(
+          name,
+          file,
+          size,
+          { sha256: sha256.digest('hex'), sha512: sha512.digest('hex') },
+          contentType ?? obj.content_type ?? undefined,
+        );
+      });
+    } catch (err) {
+      await rm(tmp, { force: true });
+      throw err;
+    }
+  }
+
+  #syncObjectsDir(): void {
+    if (!this.#o.fsyncObjects) return;
+    const fd = openSync(this.#o.objectsDir, 'r');
+    try {
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
   }
 
   finishUpload(name: string, body: unknown, scopes: readonly string[]): Record<string, unknown> {
@@ -1324,7 +1588,7 @@ export class QueueService {
       }
       if (obj.finished === 1) return;
       if (obj.file === null) throw badRequest(`Object ${name}: no data was uploaded`);
-      this.#db.prepare('UPDATE objects SET finished = 1 WHERE name = ?').run(name);
+      this.#q('UPDATE objects SET finished = 1 WHERE name = ?').run(name);
     });
     return {};
   }
@@ -1380,21 +1644,19 @@ export class QueueService {
     workerConfig?: Record<string, unknown>;
   }): void {
     this.#tx(() => {
-      this.#db
-        .prepare(
-          `INSERT INTO workers (worker_pool_id, worker_group, worker_id, provider_id, static_secret, secret, expires, state, worker_config)
+      this.#q(
+        `INSERT INTO workers (worker_pool_id, worker_group, worker_id, provider_id, static_secret, secret, expires, state, worker_config)
            VALUES (?, ?, ?, ?, ?, NULL, NULL, 'requested', ?)
            ON CONFLICT (worker_pool_id, worker_group, worker_id) DO UPDATE SET
              provider_id = excluded.provider_id, static_secret = excluded.static_secret, worker_config = excluded.worker_config`,
-        )
-        .run(
-          w.workerPoolId,
-          w.workerGroup,
-          w.workerId,
-          w.providerId ?? 'static',
-          w.staticSecret,
-          JSON.stringify(w.workerConfig ?? {}),
-        );
+      ).run(
+        w.workerPoolId,
+        w.workerGroup,
+        w.workerId,
+        w.providerId ?? 'static',
+        w.staticSecret,
+        JSON.stringify(w.workerConfig ?? {}),
+      );
     });
   }
 
@@ -1421,9 +1683,9 @@ export class QueueService {
   }
 
   #worker(wp: string, wg: string, wid: string) {
-    return this.#db
-      .prepare('SELECT * FROM workers WHERE worker_pool_id = ? AND worker_group = ? AND worker_id = ?')
-      .get(wp, wg, wid) as
+    return this.#q(
+      'SELECT * FROM workers WHERE worker_pool_id = ? AND worker_group = ? AND worker_id = ?',
+    ).get(wp, wg, wid) as
       | {
           provider_id: string;
           static_secret: string;
@@ -1461,11 +1723,9 @@ export class QueueService {
   ): Record<string, unknown> {
     const expires = Date.now() + this.#o.reregistrationTimeoutMs;
     const secret = slugid() + slugid();
-    this.#db
-      .prepare(
-        "UPDATE workers SET secret = ?, expires = ?, state = 'running' WHERE worker_pool_id = ? AND worker_group = ? AND worker_id = ?",
-      )
-      .run(secret, expires, wp, wg, wid);
+    this.#q(
+      "UPDATE workers SET secret = ?, expires = ?, state = 'running' WHERE worker_pool_id = ? AND worker_group = ? AND worker_id = ?",
+    ).run(secret, expires, wp, wg, wid);
     const result: Record<string, unknown> = {
       expires: iso(expires),
       credentials: this.#workerCredentials(w.provider_id, wp, wg, wid, expires),
@@ -1497,15 +1757,13 @@ export class QueueService {
     return this.#tx(() => {
       const w = this.#worker(wp, wg, wid);
       if (!w) throw notFound(`Worker ${wp}/${wg}/${wid} not found`);
-      this.#db
-        .prepare(
-          "UPDATE workers SET state = 'stopped', secret = NULL WHERE worker_pool_id = ? AND worker_group = ? AND worker_id = ?",
-        )
-        .run(wp, wg, wid);
+      this.#q(
+        "UPDATE workers SET state = 'stopped', secret = NULL WHERE worker_pool_id = ? AND worker_group = ? AND worker_id = ?",
+      ).run(wp, wg, wid);
       const now = Date.now();
-      const rows = this.#db
-        .prepare('SELECT task_id FROM tasks WHERE taken_until IS NOT NULL AND task_queue_id = ?')
-        .all(wp) as Array<{ task_id: string }>;
+      const rows = this.#q(
+        'SELECT task_id FROM tasks WHERE taken_until IS NOT NULL AND task_queue_id = ?',
+      ).all(wp) as Array<{ task_id: string }>;
       for (const { task_id } of rows) {
         const rec = this.#load(task_id)!;
         const run = rec.runs.at(-1);
@@ -1521,15 +1779,17 @@ export class QueueService {
 
   setSecret(name: string, value: unknown, expires: number): void {
     this.#tx(() => {
-      this.#db
-        .prepare('INSERT OR REPLACE INTO secrets (name, secret, expires) VALUES (?, ?, ?)')
-        .run(name, JSON.stringify(value), expires);
+      this.#q('INSERT OR REPLACE INTO secrets (name, secret, expires) VALUES (?, ?, ?)').run(
+        name,
+        JSON.stringify(value),
+        expires,
+      );
     });
   }
 
   getSecret(name: string, scopes: readonly string[]): Record<string, unknown> {
     requireScopes(scopes, `secrets:get:${name}`);
-    const row = this.#db.prepare('SELECT secret, expires FROM secrets WHERE name = ?').get(name) as
+    const row = this.#q('SELECT secret, expires FROM secrets WHERE name = ?').get(name) as
       | { secret: string; expires: number }
       | undefined;
     if (!row || row.expires < Date.now()) throw notFound(`Secret ${name} not found`);
@@ -1545,7 +1805,7 @@ export class QueueService {
 
   removeSecret(name: string, scopes: readonly string[]): Record<string, unknown> {
     requireScopes(scopes, `secrets:set:${name}`);
-    const r = this.#tx(() => this.#db.prepare('DELETE FROM secrets WHERE name = ?').run(name));
+    const r = this.#tx(() => this.#q('DELETE FROM secrets WHERE name = ?').run(name));
     if (Number(r.changes) === 0) throw notFound(`Secret ${name} not found`);
     return {};
   }

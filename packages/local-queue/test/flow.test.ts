@@ -1,8 +1,18 @@
 // The whole worker flow over real HTTP with the unmodified taskcluster-client@87.1.3; imports only the public entry.
-import { randomBytes } from 'node:crypto';
+import { createHmac, randomBytes } from 'node:crypto';
+import { request } from 'node:http';
 import { Readable } from 'node:stream';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { claimOne, type Harness, sink, startHarness, taskcluster, taskDef } from './helpers.js';
+import {
+  claimOne,
+  expectStatus,
+  type Harness,
+  sink,
+  startHarness,
+  taskcluster,
+  taskDef,
+  WORKER,
+} from './helpers.js';
 
 describe('local queue: create → claim → reclaim → upload → finish → complete → download', () => {
   let h: Harness;
@@ -154,6 +164,72 @@ describe('local queue: create → claim → reclaim → upload → finish → co
     ]);
   });
 
+  it('streams a large object (20 MiB, chunked PUT) to disk and back', async () => {
+    const taskId = taskcluster.slugid();
+    await h.root.createTask(taskId, taskDef());
+    const claim = await claimOne(h);
+    const q = h.client('Queue', claim.credentials);
+    const data = randomBytes(20 * 1024 * 1024);
+    const art = await q.createArtifact(taskId, 0, 'public/large.bin', {
+      storageType: 'object',
+      expires: taskcluster.fromNowJSON('1 day'),
+      contentType: 'application/octet-stream',
+      contentLength: data.length,
+    });
+    const chunks = Array.from({ length: 20 }, (_, i) =>
+      data.subarray(i * 1024 * 1024, (i + 1) * 1024 * 1024),
+    );
+    await taskcluster.upload({
+      projectId: art.projectId,
+      name: art.name,
+      uploadId: art.uploadId,
+      expires: new Date(art.expires),
+      contentType: 'application/octet-stream',
+      contentLength: data.length,
+      streamFactory: async () => Readable.from(chunks),
+      object: h.client('Object', art.credentials),
+    });
+    await q.finishArtifact(taskId, 0, 'public/large.bin', { uploadId: art.uploadId });
+    const out = sink();
+    await taskcluster.downloadArtifact({
+      taskId,
+      runId: 0,
+      name: 'public/large.bin',
+      queue: h.root,
+      streamFactory: async () => out.stream,
+    });
+    expect(out.bytes().equals(data)).toBe(true);
+  });
+
+  it('serves private artifacts through signed URLs (bewit) and refuses them anonymously', async () => {
+    const taskId = taskcluster.slugid();
+    await h.root.createTask(taskId, taskDef());
+    const claim = await claimOne(h);
+    await h.client('Queue', claim.credentials).createArtifact(taskId, 0, 'private/secret.txt', {
+      storageType: 'reference',
+      expires: taskcluster.fromNowJSON('1 day'),
+      url: 'https://example.com/secret',
+      contentType: 'text/plain',
+    });
+    await expectStatus(h.client('Queue', {}).getArtifact(taskId, 0, 'private/secret.txt'), 403);
+    const signed: string = (h.root as any).buildSignedUrl(
+      h.root.getArtifact,
+      taskId,
+      0,
+      'private/secret.txt',
+      {
+        expiration: 60,
+      },
+    );
+    const res = await fetch(signed, { redirect: 'manual' });
+    expect(res.status).toBe(303);
+    expect(res.headers.get('location')).toBe('https://example.com/secret');
+    const tampered = await fetch(signed.replace('private%2Fsecret.txt', 'private%2Fother.txt'), {
+      redirect: 'manual',
+    });
+    expect(tampered.status).toBe(401);
+  });
+
   it('wakes a waiting claimWork as soon as a task becomes pending', async () => {
     await h.queue.close();
     h = await startHarness({ claimWorkTimeout: 25 });
@@ -172,6 +248,57 @@ describe('local queue: create → claim → reclaim → upload → finish → co
     await h.root.createTask(taskId, taskDef({ taskQueueId: 'local-test/wake' }));
     const res = await waiting;
     expect(res.tasks.map((t: { status: { taskId: string } }) => t.status.taskId)).toEqual([taskId]);
+  });
+
+  it('a claimWork whose client disconnected claims nothing', async () => {
+    await h.queue.close();
+    h = await startHarness({ claimWorkTimeout: 25 });
+    // a raw Hawk-signed request (taskcluster-client cannot abort a call) that we cut off while it waits
+    const url = new URL(
+      `${h.queue.rootUrl}/api/queue/v1/claim-work/${encodeURIComponent('local-test/abort')}`,
+    );
+    const ts = Math.floor(Date.now() / 1000);
+    const nonce = 'abc123';
+    const normalized = `hawk.1.header\n${ts}\n${nonce}\nPOST\n${url.pathname}\n${url.hostname}\n${url.port}\n\n\n`;
+    const mac = createHmac('sha256', WORKER.accessToken).update(normalized).digest('base64');
+    const body = JSON.stringify({ workerGroup: 'test-group', workerId: 'gone', tasks: 1 });
+    const req = request(url, {
+      method: 'POST',
+      headers: {
+        authorization: `Hawk id="${WORKER.clientId}", ts="${ts}", nonce="${nonce}", mac="${mac}"`,
+        'content-type': 'application/json',
+        'content-length': Buffer.byteLength(body),
+      },
+    });
+    req.on('error', () => {});
+    req.end(body);
+    await new Promise((r) => setTimeout(r, 300));
+    req.destroy();
+    await new Promise((r) => setTimeout(r, 100));
+    const taskId = taskcluster.slugid();
+    await h.root.createTask(taskId, taskDef({ taskQueueId: 'local-test/abort' }));
+    const claim = await claimOne(h, 'local-test/abort', 'present');
+    expect(claim.status.taskId).toBe(taskId);
+    expect(claim.workerId).toBe('present');
+  });
+
+  it('hands every task to exactly one of many concurrent claimWork callers', async () => {
+    const ids = await h.queue.createTasks(60, { taskQueueId: 'local-test/race' });
+    const claimed: string[] = [];
+    const workers = Array.from({ length: 8 }, async (_, i) => {
+      for (;;) {
+        const res = await h.worker.claimWork('local-test/race', {
+          workerGroup: 'test-group',
+          workerId: `w${i}`,
+          tasks: 3,
+        });
+        if (res.tasks.length === 0) return;
+        for (const t of res.tasks) claimed.push(t.status.taskId);
+      }
+    });
+    await Promise.all(workers);
+    expect(claimed).toHaveLength(60);
+    expect(new Set(claimed)).toEqual(new Set(ids));
   });
 
   it('claims by priority, then first in first out', async () => {
@@ -204,6 +331,28 @@ describe('local queue: create → claim → reclaim → upload → finish → co
       tasks: 1,
     });
     expect(none.tasks).toEqual([]);
+    expect(await h.root.taskQueueCounts('local-test/prio')).toEqual({
+      taskQueueId: 'local-test/prio',
+      pendingTasks: 0,
+      claimedTasks: 5,
+    });
+    await h.root.createTask(taskcluster.slugid(), taskDef({ taskQueueId: 'local-test/prio' }));
+    expect((await h.root.pendingTasks('local-test/prio')).pendingTasks).toBe(1);
+  });
+
+  it('createTasks bulk-inserts pending tasks that are claimed first in, first out', async () => {
+    const ids = await h.queue.createTasks(3, { taskQueueId: 'local-test/bulk', priority: 'high' });
+    expect(ids).toHaveLength(3);
+    expect((await h.root.status(ids[0])).status.runs).toEqual([
+      expect.objectContaining({ state: 'pending', reasonCreated: 'scheduled' }),
+    ]);
+    const res = await h.worker.claimWork('local-test/bulk', {
+      workerGroup: 'test-group',
+      workerId: 'w1',
+      tasks: 3,
+    });
+    expect(res.tasks.map((t: { status: { taskId: string } }) => t.status.taskId)).toEqual(ids);
+    expect(res.tasks[0].task.priority).toBe('high');
   });
 
   it('serves reference, link, error and s3 artifacts', async () => {

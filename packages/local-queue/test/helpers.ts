@@ -105,3 +105,20 @@ export async function claimOne(h: Harness, taskQueueId = 'local-test/flow', work
   if (res.tasks.length !== 1) throw new Error(`expected one claim, got ${res.tasks.length}`);
   return res.tasks[0];
 }
+
+/** Resolves with the first event `name` whose payload matches `predicate`. */
+export function nextEvent(
+  h: Harness,
+  name: string,
+  predicate: (m: any) => boolean = () => true,
+): Promise<any> {
+  return new Promise((resolve) => {
+    const listener = (m: any) => {
+      if (predicate(m)) {
+        h.queue.events.off(name, listener);
+        resolve(m);
+      }
+    };
+    h.queue.events.on(name, listener);
+  });
+}

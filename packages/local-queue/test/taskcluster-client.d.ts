@@ -20,6 +20,13 @@ declare module 'taskcluster-client' {
     scheduleTask: ApiMethod;
     rerunTask: ApiMethod;
     claimWork: ApiMethod;
+    listTaskGroup: ApiMethod;
+    getTaskGroup: ApiMethod;
+    sealTaskGroup: ApiMethod;
+    cancelTaskGroup: ApiMethod;
+    listDependentTasks: ApiMethod;
+    pendingTasks: ApiMethod;
+    taskQueueCounts: ApiMethod;
     reclaimTask: ApiMethod;
     reportCompleted: ApiMethod;
     reportFailed: ApiMethod;
