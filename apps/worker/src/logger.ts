@@ -31,7 +31,7 @@ export function createLogger(options: LoggerOptions = {}): Logger & pino.Logger 
  * The local queue logs `(message, details)`; pino takes `(details, message)`. This keeps the details (method,
  * route, status) as fields of the JSON line instead of dropping them.
  */
-export function messageFirstLogger(target: pino.Logger) {
+export function messageFirstLogger(target: Logger) {
   const level =
     (name: 'debug' | 'info' | 'warn' | 'error') =>
     (message: unknown, ...rest: unknown[]) => {
