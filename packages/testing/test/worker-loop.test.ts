@@ -142,7 +142,12 @@ describe('worker loop', () => {
     const tw = await startTestWorker({ capacity: 2 });
     const a = tw.submit({ mock: { delayMs: 30_000 } });
     const b = tw.submit({ mock: { delayMs: 30_000, ignoreTerm: true } });
+    const engine = tw.engine as unknown as {
+      sandboxes: Array<{ started: boolean; aborts: unknown[]; disposed: boolean }>;
+    };
+    // both tasks claimed and their sandboxes running (a claimed task may still be preparing on a loaded machine)
     await until(() => [a, b].every((id) => tw.queue.statusOf(id).runs[0]?.state === 'running'));
+    await until(() => engine.sandboxes.length === 2 && engine.sandboxes.every((s) => s.started));
     const started = Date.now();
     const exit = await tw.stop('now');
     expect(exit.mode).toBe('now');
@@ -154,7 +159,6 @@ describe('worker loop', () => {
       });
       expect(tw.queue.artifacts(id).get(BACKING_LOG_NAME)?.present).toBe(true);
     }
-    const engine = tw.engine as unknown as { sandboxes: Array<{ aborts: unknown[]; disposed: boolean }> };
     expect(engine.sandboxes.every((s) => s.aborts.length > 0 && s.disposed)).toBe(true);
   });
 
