@@ -2,7 +2,7 @@
 // Issue 4 bench: N trivial tasks through `tcw start` (script engine, embedded local queue, the default plugin set)
 // at capacity 1 and 4, side by side with spawning the same script N times directly (1 and 4 at a time).
 //
-//   node bench/worker/trivial-tasks.mjs [--tasks N] [--no-plugins]
+//   node bench/worker/trivial-tasks.mjs [--tasks N] [--no-plugins] [--durability full|process]
 //
 // Per-task overhead = (worker wall time - direct wall time) / N at the same concurrency; tasks/s = N / wall time.
 // The worker's time runs from the first createTask to the last task resolved, so it includes the queue's work
@@ -23,6 +23,7 @@ const CLI = join(root, 'apps/worker/dist/cli.js');
 const args = process.argv.slice(2);
 const N = Number(args[args.indexOf('--tasks') + 1]) || 200;
 const noPlugins = args.includes('--no-plugins');
+const durability = args.includes('--durability') ? args[args.indexOf('--durability') + 1] : 'full';
 // the trivial task: reads its payload and exits 0 (a shell, so the baseline is not dominated by Node start-up)
 const SCRIPT = ['/bin/sh', '-c', 'cat >/dev/null; echo ok'];
 
@@ -60,7 +61,7 @@ async function throughWorker(capacity) {
       capacity,
       workDir: join(dir, 'work'),
     },
-    localQueue: { stateDir: join(dir, 'queue'), port: 0 },
+    localQueue: { stateDir: join(dir, 'queue'), port: 0, config: { durability } },
     engine: 'script',
     engines: { script: { command: SCRIPT, schema: { type: 'object', properties: {} } } },
     plugins: noPlugins ? { disabled: ['env', 'logprefix', 'maxruntime', 'artifacts', 'livelog'] } : {},
@@ -138,6 +139,6 @@ for (const concurrency of [1, 4]) {
   });
 }
 console.log(
-  `${N} trivial tasks (${SCRIPT.join(' ')}), plugins: ${noPlugins ? 'none' : 'default set'}, node ${process.version}`,
+  `${N} trivial tasks (${SCRIPT.join(' ')}), plugins: ${noPlugins ? 'none' : 'default set'}, queue durability ${durability}, node ${process.version}`,
 );
 console.table(rows);
