@@ -75,10 +75,10 @@ export function createScriptEngine(options: ScriptEngineOptions): EngineV1 {
   validateOptions(options);
   const properties = (options.schema.properties ?? {}) as Record<string, JSONSchema>;
   const required = (options.schema.required ?? []) as string[];
-  const command = options.command.map((part, i) =>
-    i === 0 && options.baseDir && (part.startsWith('./') || part.startsWith('../'))
-      ? join(options.baseDir, part)
-      : part,
+  // `./x` and `../x` anywhere in the configured command (`[node, ./greet.mjs]`) are relative to the config's
+  // folder. The command comes from the worker's config only, never from a payload.
+  const command = options.command.map((part) =>
+    options.baseDir && (part.startsWith('./') || part.startsWith('../')) ? join(options.baseDir, part) : part,
   );
   let tasksDir = options.tasksDir;
   let logger: Logger = silentLogger;

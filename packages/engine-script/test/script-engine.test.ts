@@ -36,6 +36,20 @@ describe('script engine', () => {
     await expect(readdir(cwd)).rejects.toThrow(/ENOENT/);
   });
 
+  it('resolves ./ and ../ parts of the configured command against baseDir (the config folder), not the task folder', async () => {
+    const { dirname, basename } = await import('node:path');
+    const { fixture, testSchema } = await import('./helpers.js');
+    const configured = createScriptEngine({
+      command: [process.execPath, `./${basename(fixture)}`],
+      schema: testSchema,
+      baseDir: dirname(fixture),
+    });
+    const run = await runSandbox(configured, { action: 'print', text: 'found me' });
+    expect(run.result.exitCode).toBe(0);
+    expect(await run.log()).toContain('found me');
+    await run.dispose();
+  });
+
   it('prefixes stderr lines with [worker:error]', async () => {
     const run = await runSandbox(engine(), { action: 'print-error', text: 'oops' });
     const log = await run.log();
