@@ -324,15 +324,15 @@ describe('tcw start with the docker engine: privileged when configured, and reco
 
     worker = tcw(['start', '--config', config]);
     await worker.waitFor(/worker started/);
-    await until(
-      async () =>
-        docker('inspect', container!).then(
-          () => false,
-          () => true,
-        ),
-      20_000,
-      'leftover container removed by the restarted worker',
+    // the engine removes its predecessor's leftovers while starting, before the worker claims anything
+    const removal = await worker.waitFor(
+      /"container":"(\w+)"[^\n]*removing a container left by a previous worker/,
     );
+    expect(removal[1]!.startsWith(container!)).toBe(true);
+    expect(worker.stderr().indexOf('removing a container left')).toBeLessThan(
+      worker.stderr().indexOf('worker started'),
+    );
+    await expect(docker('inspect', container!)).rejects.toThrow(/No such object/i);
     // and the restarted worker runs tasks
     const next = await submit({ image: IMAGE, command: ['echo', 'after restart'] });
     expect((await waitForResolution(queue.queue, next)).state).toBe('completed');
