@@ -18,10 +18,6 @@ export async function docker(...args: string[]): Promise<string> {
   return stdout.trim();
 }
 
-export function dockerSync(...args: string[]): string {
-  return execFileSync('docker', args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).trim();
-}
-
 /** IDs of the containers (running or not) labelled with this task. */
 export async function containersOfTask(taskId: string, status?: 'running'): Promise<string[]> {
   const filters = ['--filter', `label=tcw.task-id=${taskId}`];
