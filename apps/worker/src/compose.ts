@@ -122,6 +122,14 @@ export async function compose(loaded: LoadedConfig): Promise<Composition> {
     }
   }
   problems.push(...validateAgainst(engineProvider.configSchema, engineConfig, `engines.${engineName}`));
+  for (const [i, name] of (config.plugins?.disabled ?? []).entries()) {
+    if (!BUNDLED_PLUGINS[name] && !(name in (config.plugins ?? {}))) {
+      problems.push({
+        path: `plugins.disabled[${i}]`,
+        message: `unknown plugin ${name}: neither bundled (${Object.keys(BUNDLED_PLUGINS).join(', ')}) nor configured under plugins`,
+      });
+    }
+  }
   const names = enabledPluginNames(config);
   const providers: PluginProviderV1[] = [];
   for (const name of names) {

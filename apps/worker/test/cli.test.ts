@@ -73,19 +73,20 @@ describe('tcw config check and tcw schema', () => {
     expect(err).toContain('worker.workerId: must match pattern');
   });
 
-  it('names bad engine options by their path', async () => {
+  it('names bad engine options and a misspelt disabled plugin by their path', async () => {
     const path = join(dir, 'bad-engine.yml');
     await writeFile(
       path,
       stringify({
         engine: 'script',
         engines: { script: { command: 'not-a-list', schema: { type: 'array' }, colour: 'blue' } },
-        plugins: { disabled: ['env', 'artifacts', 'logprefix', 'maxruntime', 'livelog'] },
+        plugins: { disabled: ['env', 'artifacts', 'logprefix', 'maxruntime', 'livelgo'] },
       }),
     );
     const check = tcw(['config', 'check', path]);
     expect(await check.exited).toBe(64);
     const err = check.stderr();
+    expect(err).toContain('plugins.disabled[4]: unknown plugin livelgo');
     expect(err).toContain('engines.script.command: must be array');
     expect(err).toContain('engines.script.schema.type: must be equal to constant');
     expect(err).toContain('engines.script.colour: unknown key');
