@@ -1,0 +1,238 @@
+// End to end with the native engine, with real processes, real users and real cgroups: `tcw queue` and `tcw start`
+// (engine: native, per-task users) as child processes, tasks created and observed through the real
+// taskcluster-client over HTTP. Needs root on Linux with util-linux and passwd (scripts/ci-system-deps.sh).
+import { existsSync } from 'node:fs';
+import { chmod, mkdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import taskcluster from 'taskcluster-client';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ESCAPE_SCRIPT, passwdEntry, processesMarked, uniqueMarker } from './e2e-native-helpers.js';
+import {
+  cleanup,
+  downloadText,
+  type Proc,
+  type QueueProc,
+  startQueue,
+  taskDefinition,
+  tcw,
+  tempDir,
+  until,
+  waitForResolution,
+  writeConfig,
+} from './helpers.js';
+
+const BACKING_LOG = 'public/logs/live_backing.log';
+
+describe('tcw start with the native engine (per-task users), against tcw queue', () => {
+  let dir: string;
+  let queue: QueueProc;
+  let worker: Proc;
+  let configPath: string;
+  /** World-writable: tasks (as their per-task users) leave marker files here. */
+  let markers: string;
+  const taskQueueId = 'tcw-e2e/native';
+
+  beforeAll(async () => {
+    dir = await tempDir('tcw-e2e-native-');
+    await chmod(dir, 0o755); // a task user may look in; what stops it is the config file's own mode
+    markers = join(dir, 'markers');
+    await mkdir(markers);
+    await chmod(markers, 0o777);
+    queue = await startQueue(join(dir, 'queue'));
+    configPath = await writeConfig(dir, {
+      rootUrl: queue.rootUrl,
+      credentials: queue.credentials,
+      worker: {
+        taskQueueId,
+        workerGroup: 'e2e',
+        workerId: 'native-1',
+        capacity: 2,
+        workDir: join(dir, 'work'),
+        cancelPollInterval: 0.25,
+        abortGracePeriod: 1,
+      },
+      engine: 'native',
+      engines: { native: { user: 'per-task', killGracePeriod: 0.5 } },
+      logging: { level: 'debug', pretty: false },
+    });
+    await chmod(configPath, 0o600);
+    worker = tcw(['start', '--config', configPath]);
+    await worker.waitFor(/worker started/);
+  });
+
+  afterAll(async () => {
+    worker?.kill('SIGTERM');
+    await worker?.exited;
+    queue?.kill('SIGTERM');
+    await queue?.exited;
+    await cleanup(dir);
+  });
+
+  const submit = async (payload: Record<string, unknown>) => {
+    const taskId = taskcluster.slugid();
+    await queue.queue.createTask(taskId, taskDefinition(taskQueueId, payload));
+    return taskId;
+  };
+
+  it('the config file is 0600 and owned by root (the premise of the tests below)', async () => {
+    const s = await stat(configPath);
+    expect(s.uid).toBe(0);
+    expect(s.mode & 0o777).toBe(0o600);
+  });
+
+  it('sequential commands stop at the first failure: the third never runs, the task fails', async () => {
+    const third = join(markers, `third-${taskcluster.slugid()}`);
+    const taskId = await submit({
+      command: [
+        ['sh', '-c', 'echo first-command-ran'],
+        ['sh', '-c', 'echo second-command-ran; exit 3'],
+        ['sh', '-c', `touch ${third}; echo third-command-ran`],
+      ],
+    });
+    const status = await waitForResolution(queue.queue, taskId);
+    expect(status.state).toBe('failed');
+    const log = await downloadText(queue.queue, taskId, BACKING_LOG);
+    expect(log).toContain('first-command-ran');
+    expect(log).toContain('second-command-ran');
+    expect(log).toContain('running command 2 of 3');
+    expect(log).toContain('the remaining 1 are not run');
+    expect(log).not.toContain('third-command-ran');
+    expect(log).not.toContain('running command 3 of 3');
+    expect(existsSync(third)).toBe(false);
+  });
+
+  it('a list of commands that all succeed runs every one, in order, and completes', async () => {
+    const taskId = await submit({
+      command: [
+        ['sh', '-c', 'echo one > order.txt'],
+        ['sh', '-c', 'echo two >> order.txt'],
+        ['sh', '-c', 'echo "order: $(tr "\\n" , < order.txt)"'],
+      ],
+    });
+    expect((await waitForResolution(queue.queue, taskId)).state).toBe('completed');
+    expect(await downloadText(queue.queue, taskId, BACKING_LOG)).toContain('order: one,two,');
+  });
+
+  describe('no process outlives its task (setsid grandchild and double-forked daemon)', () => {
+    it('cancelTask: every marked process is gone and the run is canceled', async () => {
+      const mark = uniqueMarker();
+      const taskId = await submit({
+        command: ['sh', '-c', `${ESCAPE_SCRIPT}\nsleep 3600`],
+        env: { TCW_E2E_MARK: mark },
+      });
+      // sh, the setsid sleep, the daemon's sh (exec'd to sleep) and its sleep child
+      await until(
+        async () => (await processesMarked(mark)).length >= 4 || undefined,
+        20_000,
+        'the task and its escapees started',
+      );
+      await queue.queue.cancelTask(taskId);
+      await until(
+        async () => (await processesMarked(mark)).length === 0,
+        10_000,
+        `every marked process gone (left: ${await processesMarked(mark)})`,
+      );
+      const status = await waitForResolution(queue.queue, taskId);
+      expect(status).toMatchObject({ state: 'exception', reasonResolved: 'canceled' });
+      expect(await processesMarked(mark)).toEqual([]);
+    });
+
+    it('maxRunTime 1: the task fails and no marked process remains once it is resolved', async () => {
+      const mark = uniqueMarker();
+      const taskId = await submit({
+        command: ['sh', '-c', `${ESCAPE_SCRIPT}\nsleep 3600`],
+        env: { TCW_E2E_MARK: mark },
+        maxRunTime: 1,
+      });
+      const status = await waitForResolution(queue.queue, taskId);
+      expect(status.state).toBe('failed');
+      expect(await processesMarked(mark)).toEqual([]);
+      const log = await downloadText(queue.queue, taskId, BACKING_LOG);
+      expect(log).toContain('escapees-started');
+      expect(log).toContain('maxRunTime exceeded');
+    });
+
+    it('a normal exit: the task completes and the processes it left running are ended', async () => {
+      const mark = uniqueMarker();
+      const taskId = await submit({ command: ['sh', '-c', ESCAPE_SCRIPT], env: { TCW_E2E_MARK: mark } });
+      const status = await waitForResolution(queue.queue, taskId);
+      expect(status.state).toBe('completed');
+      expect(await processesMarked(mark)).toEqual([]);
+      const log = await downloadText(queue.queue, taskId, BACKING_LOG);
+      expect(log).toContain('escapees-started');
+      expect(log).toMatch(/ended \d+ process\(es\) the task left running/);
+    });
+  });
+
+  it('per-task user: created for the task, owns its files, deleted with its home afterwards', async () => {
+    const tag = taskcluster.slugid();
+    const info = join(markers, `user-${tag}`);
+    const release = join(markers, `release-${tag}`);
+    const taskId = await submit({
+      command: [
+        'sh',
+        '-c',
+        [
+          'echo data > made.txt',
+          `echo "$(id -un) $(id -u) $TASK_WORKDIR $HOME" > ${info}.tmp && mv ${info}.tmp ${info}`,
+          'echo "task-uid=$(id -u)"',
+          `i=0; while [ ! -f ${release} ] && [ $i -lt 400 ]; do sleep 0.05; i=$((i+1)); done`,
+          `[ -f ${release} ]`,
+        ].join('\n'),
+      ],
+    });
+    await until(async () => existsSync(info), 20_000, 'the task wrote who it runs as');
+    const [name, uidText, workdir, home] = (await readFile(info, 'utf8')).trim().split(' ');
+    const uid = Number(uidText);
+    // while it runs: a fresh user, not root, in /etc/passwd, its home is the task directory it owns
+    expect(name).toMatch(/^tcw-task-[0-9a-f]{8}$/);
+    expect(uid).toBeGreaterThan(0);
+    expect(await passwdEntry(name!)).toMatchObject({ uid, home: workdir });
+    expect(home).toBe(workdir);
+    expect((await stat(workdir!)).uid).toBe(uid);
+    expect((await stat(join(workdir!, 'made.txt'))).uid).toBe(uid);
+    expect((await stat(info)).uid).toBe(uid);
+    await writeFile(release, '');
+    const status = await waitForResolution(queue.queue, taskId);
+    expect(status.state).toBe('completed');
+    expect(await downloadText(queue.queue, taskId, BACKING_LOG)).toContain(`task-uid=${uid}`);
+    // after it (the worker resolves first, then disposes of the task's sandbox): the user and its home are gone
+    await until(
+      async () => (await passwdEntry(name!)) === undefined && !existsSync(workdir!),
+      10_000,
+      `user ${name} and its home ${workdir} deleted`,
+    );
+    expect(await passwdEntry(name!)).toBeUndefined();
+    expect(existsSync(workdir!)).toBe(false);
+    expect((await readFile('/etc/group', 'utf8')).split('\n').some((l) => l.startsWith(`${name}:`))).toBe(
+      false,
+    );
+  });
+
+  it("a task running as a per-task user cannot read the worker's config file", async () => {
+    const taskId = await submit({ command: ['cat', configPath] });
+    const status = await waitForResolution(queue.queue, taskId);
+    expect(status.state).toBe('failed');
+    const log = await downloadText(queue.queue, taskId, BACKING_LOG);
+    expect(log).toContain(`cat: ${configPath}: Permission denied`);
+    expect(log).not.toContain(queue.credentials.accessToken);
+  });
+
+  it('artifacts from the task directory are downloadable with taskcluster.downloadArtifact', async () => {
+    const taskId = await submit({
+      command: [
+        'sh',
+        '-c',
+        'mkdir -p out/sub && echo \'{"ok":true}\' > result.json && echo alpha > out/a.txt && echo beta > out/sub/b.txt',
+      ],
+      artifacts: [
+        { type: 'file', path: 'result.json', name: 'public/result.json' },
+        { type: 'directory', path: 'out', name: 'public/out' },
+      ],
+    });
+    expect((await waitForResolution(queue.queue, taskId)).state).toBe('completed');
+    expect(await downloadText(queue.queue, taskId, 'public/result.json')).toBe('{"ok":true}\n');
+    expect(await downloadText(queue.queue, taskId, 'public/out/a.txt')).toBe('alpha\n');
+    expect(await downloadText(queue.queue, taskId, 'public/out/sub/b.txt')).toBe('beta\n');
+  });
+});
