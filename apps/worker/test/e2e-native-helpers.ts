@@ -48,5 +48,50 @@ export const ESCAPE_SCRIPT = [
   'setsid sleep 3600 &',
   "(setsid sh -c 'sleep 3600 & exec sleep 3600' &)",
   'sleep 0.2',
-  'echo escapees-started',
+  'echo "escapees-started task-uid=$(id -u) task-user=$(id -un)"',
 ].join('\n');
+
+/** Live (non-zombie) processes whose real or effective uid is `uid`. */
+export async function processesOfUid(uid: number): Promise<number[]> {
+  const found: number[] = [];
+  for (const name of await readdir('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      const status = await readFile(`/proc/${name}/status`, 'utf8');
+      const ids = /^Uid:\s+(\d+)\s+(\d+)/m.exec(status);
+      const state = /^State:\s+(\S)/m.exec(status)?.[1];
+      if (ids && state !== 'Z' && (Number(ids[1]) === uid || Number(ids[2]) === uid))
+        found.push(Number(name));
+    } catch {
+      // gone
+    }
+  }
+  return found;
+}
+
+/** Parent pid, session id and uid of a process (from /proc), or undefined when it is gone. */
+export async function processInfo(
+  pid: number,
+): Promise<{ ppid: number; session: number; uid: number } | undefined> {
+  try {
+    const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
+    // after "pid (comm) ": state ppid pgrp session …
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    const status = await readFile(`/proc/${pid}/status`, 'utf8');
+    return {
+      ppid: Number(fields[1]),
+      session: Number(fields[3]),
+      uid: Number(/^Uid:\s+(\d+)/m.exec(status)![1]),
+    };
+  } catch {
+    return undefined;
+  }
+}
+
+/** Whether `name` is in /etc/passwd or /etc/group (userdel writes them one after the other). */
+export async function userOrGroupExists(name: string): Promise<boolean> {
+  for (const file of ['/etc/passwd', '/etc/group']) {
+    if ((await readFile(file, 'utf8')).split('\n').some((l) => l.startsWith(`${name}:`))) return true;
+  }
+  return false;
+}

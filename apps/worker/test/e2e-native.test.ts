@@ -6,7 +6,15 @@ import { chmod, mkdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import taskcluster from 'taskcluster-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ESCAPE_SCRIPT, passwdEntry, processesMarked, uniqueMarker } from './e2e-native-helpers.js';
+import {
+  ESCAPE_SCRIPT,
+  passwdEntry,
+  processesMarked,
+  processesOfUid,
+  processInfo,
+  uniqueMarker,
+  userOrGroupExists,
+} from './e2e-native-helpers.js';
 import {
   cleanup,
   downloadText,
@@ -114,18 +122,55 @@ describe('tcw start with the native engine (per-task users), against tcw queue',
   });
 
   describe('no process outlives its task (setsid grandchild and double-forked daemon)', () => {
+    /** What a task's log says about who ran it (ESCAPE_SCRIPT prints it). */
+    const taskUserOf = (log: string) => {
+      const m = /escapees-started task-uid=(\d+) task-user=(\S+)/.exec(log);
+      expect(m, 'the task printed its user').toBeTruthy();
+      return { uid: Number(m![1]), name: m![2]! };
+    };
+
+    /** Nothing of the task is left: no marked process, no process of its user, and the user is deleted. */
+    const expectNothingLeft = async (mark: string, user: { uid: number; name: string }) => {
+      expect(await processesMarked(mark)).toEqual([]);
+      expect(user.uid).toBeGreaterThan(0);
+      expect(await processesOfUid(user.uid)).toEqual([]);
+      await until(
+        async () => !(await userOrGroupExists(user.name)),
+        10_000,
+        `${user.name} and its group deleted`,
+      );
+    };
+
     it('cancelTask: every marked process is gone and the run is canceled', async () => {
       const mark = uniqueMarker();
       const taskId = await submit({
         command: ['sh', '-c', `${ESCAPE_SCRIPT}\nsleep 3600`],
         env: { TCW_E2E_MARK: mark },
       });
-      // sh, the setsid sleep, the daemon's sh (exec'd to sleep) and its sleep child
-      await until(
-        async () => (await processesMarked(mark)).length >= 4 || undefined,
+      // the task's sh, the setsid sleep, the daemon (exec'd to sleep) and its sleep child
+      const pids = await until(
+        async () => {
+          const found = await processesMarked(mark);
+          return found.length >= 4 ? found : undefined;
+        },
         20_000,
         'the task and its escapees started',
       );
+      const infos = (await Promise.all(pids.map(processInfo))).filter((i) => i !== undefined);
+      // they really escaped: new sessions, and a daemon whose parent (the task's subshell) is gone
+      expect(new Set(infos.map((i) => i.session)).size).toBeGreaterThanOrEqual(3);
+      expect(infos.filter((i) => !pids.includes(i.ppid)).length).toBeGreaterThanOrEqual(2);
+      // all run as the task's own user, not root
+      const uids = new Set(infos.map((i) => i.uid));
+      expect(uids.size).toBe(1);
+      const [uid] = [...uids];
+      expect(uid).toBeGreaterThan(0);
+      const name = (await readFile('/etc/passwd', 'utf8'))
+        .split('\n')
+        .find((l) => l.split(':')[2] === String(uid))
+        ?.split(':')[0];
+      expect(name).toMatch(/^tcw-task-[0-9a-f]{8}$/);
+
       await queue.queue.cancelTask(taskId);
       await until(
         async () => (await processesMarked(mark)).length === 0,
@@ -134,7 +179,7 @@ describe('tcw start with the native engine (per-task users), against tcw queue',
       );
       const status = await waitForResolution(queue.queue, taskId);
       expect(status).toMatchObject({ state: 'exception', reasonResolved: 'canceled' });
-      expect(await processesMarked(mark)).toEqual([]);
+      await expectNothingLeft(mark, { uid: uid!, name: name! });
     });
 
     it('maxRunTime 1: the task fails and no marked process remains once it is resolved', async () => {
@@ -148,8 +193,8 @@ describe('tcw start with the native engine (per-task users), against tcw queue',
       expect(status.state).toBe('failed');
       expect(await processesMarked(mark)).toEqual([]);
       const log = await downloadText(queue.queue, taskId, BACKING_LOG);
-      expect(log).toContain('escapees-started');
       expect(log).toContain('maxRunTime exceeded');
+      await expectNothingLeft(mark, taskUserOf(log));
     });
 
     it('a normal exit: the task completes and the processes it left running are ended', async () => {
@@ -159,8 +204,8 @@ describe('tcw start with the native engine (per-task users), against tcw queue',
       expect(status.state).toBe('completed');
       expect(await processesMarked(mark)).toEqual([]);
       const log = await downloadText(queue.queue, taskId, BACKING_LOG);
-      expect(log).toContain('escapees-started');
       expect(log).toMatch(/ended \d+ process\(es\) the task left running/);
+      await expectNothingLeft(mark, taskUserOf(log));
     });
   });
 
@@ -198,15 +243,45 @@ describe('tcw start with the native engine (per-task users), against tcw queue',
     expect(await downloadText(queue.queue, taskId, BACKING_LOG)).toContain(`task-uid=${uid}`);
     // after it (the worker resolves first, then disposes of the task's sandbox): the user and its home are gone
     await until(
-      async () => (await passwdEntry(name!)) === undefined && !existsSync(workdir!),
+      async () => !(await userOrGroupExists(name!)) && !existsSync(workdir!),
       10_000,
-      `user ${name} and its home ${workdir} deleted`,
+      `user ${name}, its group and its home ${workdir} deleted`,
     );
-    expect(await passwdEntry(name!)).toBeUndefined();
-    expect(existsSync(workdir!)).toBe(false);
-    expect((await readFile('/etc/group', 'utf8')).split('\n').some((l) => l.startsWith(`${name}:`))).toBe(
-      false,
-    );
+  });
+
+  it("two tasks at once run as two different users, and neither can read the other's task directory", async () => {
+    const tag = taskcluster.slugid();
+    const script = (me: string, other: string) =>
+      [
+        'echo "secret of $TASK_ID" > mine.txt',
+        `echo "$TASK_WORKDIR" > ${join(markers, `${tag}-${me}.tmp`)} && mv ${join(markers, `${tag}-${me}.tmp`)} ${join(markers, `${tag}-${me}`)}`,
+        `i=0; while [ ! -f ${join(markers, `${tag}-${other}`)} ] && [ $i -lt 400 ]; do sleep 0.05; i=$((i+1)); done`,
+        `other=$(cat ${join(markers, `${tag}-${other}`)})`,
+        'echo "me=$(id -u) other-dir-owner=$(stat -c %u "$other")"',
+        'if cat "$other/mine.txt"; then echo READ-THE-OTHER; else echo "could not read the other task"; fi',
+        // stay until the other one has looked too
+        `touch ${join(markers, `${tag}-${me}-done`)}`,
+        `i=0; while [ ! -f ${join(markers, `${tag}-${other}-done`)} ] && [ $i -lt 400 ]; do sleep 0.05; i=$((i+1)); done`,
+      ].join('\n');
+    const [a, b] = await Promise.all([
+      submit({ command: ['sh', '-c', script('a', 'b')] }),
+      submit({ command: ['sh', '-c', script('b', 'a')] }),
+    ]);
+    const statuses = await Promise.all([a, b].map((id) => waitForResolution(queue.queue, id)));
+    expect(statuses.map((s) => s.state)).toEqual(['completed', 'completed']);
+    const logs = await Promise.all([a, b].map((id) => downloadText(queue.queue, id, BACKING_LOG)));
+    const uids = logs.map((log) => {
+      const m = /me=(\d+) other-dir-owner=(\d+)/.exec(log);
+      expect(m, log).toBeTruthy();
+      expect(m![1]).not.toBe(m![2]);
+      expect(log).toContain('Permission denied');
+      expect(log).toContain('could not read the other task');
+      expect(log).not.toContain('READ-THE-OTHER');
+      expect(log).not.toContain('secret of');
+      return Number(m![1]);
+    });
+    expect(uids[0]).not.toBe(uids[1]);
+    expect(uids.every((u) => u > 0)).toBe(true);
   });
 
   it("a task running as a per-task user cannot read the worker's config file", async () => {
@@ -234,5 +309,97 @@ describe('tcw start with the native engine (per-task users), against tcw queue',
     expect(await downloadText(queue.queue, taskId, 'public/result.json')).toBe('{"ok":true}\n');
     expect(await downloadText(queue.queue, taskId, 'public/out/a.txt')).toBe('alpha\n');
     expect(await downloadText(queue.queue, taskId, 'public/out/sub/b.txt')).toBe('beta\n');
+  });
+});
+
+describe('tcw start with the native engine: memory limit and graceful shutdown', () => {
+  let dir: string;
+  let queue: QueueProc;
+  let worker: Proc;
+  const taskQueueId = 'tcw-e2e/native-limits';
+  const memory = 64 * 1024 * 1024;
+
+  beforeAll(async () => {
+    dir = await tempDir('tcw-e2e-native-limits-');
+    queue = await startQueue(join(dir, 'queue'));
+    const config = await writeConfig(dir, {
+      rootUrl: queue.rootUrl,
+      credentials: queue.credentials,
+      worker: {
+        taskQueueId,
+        workerGroup: 'e2e',
+        workerId: 'native-2',
+        capacity: 1,
+        workDir: join(dir, 'work'),
+        cancelPollInterval: 0.25,
+        abortGracePeriod: 1,
+        shutdownGracePeriod: 1,
+      },
+      engine: 'native',
+      engines: { native: { user: 'per-task', killGracePeriod: 0.5, limits: { memory, pids: 256 } } },
+      logging: { level: 'debug', pretty: false },
+    });
+    worker = tcw(['start', '--config', config]);
+    await worker.waitFor(/worker started/);
+  });
+
+  afterAll(async () => {
+    if (worker && worker.child.exitCode === null) {
+      worker.kill('SIGTERM');
+      await worker.exited;
+    }
+    queue?.kill('SIGTERM');
+    await queue?.exited;
+    await cleanup(dir);
+  });
+
+  const submit = async (payload: Record<string, unknown>) => {
+    const taskId = taskcluster.slugid();
+    await queue.queue.createTask(taskId, taskDefinition(taskQueueId, payload));
+    return taskId;
+  };
+
+  it('a task over its memory limit fails with a clear line in the log; the worker runs the next task', async () => {
+    const hog = await submit({
+      command: [process.execPath, '-e', 'const a = []; for (;;) a.push(Buffer.alloc(1 << 20, 1));'],
+    });
+    expect((await waitForResolution(queue.queue, hog)).state).toBe('failed');
+    expect(await downloadText(queue.queue, hog, BACKING_LOG)).toContain(
+      `the task was killed: it used more than its memory limit (${memory} bytes)`,
+    );
+    const next = await submit({ command: ['echo', 'still-alive'] });
+    expect((await waitForResolution(queue.queue, next)).state).toBe('completed');
+    expect(await downloadText(queue.queue, next, BACKING_LOG)).toContain('still-alive');
+  });
+
+  it('SIGTERM to the worker during a task: worker-shutdown, nothing of the task is left, exit 0', async () => {
+    const mark = uniqueMarker();
+    const taskId = await submit({
+      command: ['sh', '-c', `${ESCAPE_SCRIPT}\nsleep 3600`],
+      env: { TCW_E2E_MARK: mark },
+    });
+    const pids = await until(
+      async () => {
+        const found = await processesMarked(mark);
+        return found.length >= 4 ? found : undefined;
+      },
+      20_000,
+      'the task and its escapees started',
+    );
+    const uid = (await processInfo(pids[0]!))!.uid;
+    expect(uid).toBeGreaterThan(0);
+    worker.kill('SIGTERM');
+    expect(await worker.exited).toBe(0);
+    // the worker exits only after disposing of the task: everything is gone by now
+    expect(await processesMarked(mark)).toEqual([]);
+    expect(await processesOfUid(uid)).toEqual([]);
+    // the run is resolved worker-shutdown, and the queue schedules a retry
+    const { status } = await queue.queue.status(taskId);
+    expect(status.runs[0]).toMatchObject({ state: 'exception', reasonResolved: 'worker-shutdown' });
+    expect(status.runs[1]).toMatchObject({ state: 'pending', reasonCreated: 'retry' });
+    const passwd = await readFile('/etc/passwd', 'utf8');
+    expect(passwd.split('\n').some((l) => l.split(':')[2] === String(uid) && l.startsWith('tcw-task-'))).toBe(
+      false,
+    );
   });
 });
