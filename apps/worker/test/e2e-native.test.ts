@@ -39,6 +39,8 @@ describe('tcw start with the native engine (per-task users), against tcw queue',
   /** World-writable: tasks (as their per-task users) leave marker files here. */
   let markers: string;
   const taskQueueId = 'tcw-e2e/native';
+  /** In the worker's environment only: it must not reach tasks. */
+  const WORKER_SECRET = `worker-env-${taskcluster.slugid()}`;
 
   beforeAll(async () => {
     dir = await tempDir('tcw-e2e-native-');
@@ -64,7 +66,7 @@ describe('tcw start with the native engine (per-task users), against tcw queue',
       logging: { level: 'debug', pretty: false },
     });
     await chmod(configPath, 0o600);
-    worker = tcw(['start', '--config', configPath]);
+    worker = tcw(['start', '--config', configPath], { env: { TCW_E2E_WORKER_SECRET: WORKER_SECRET } });
     await worker.waitFor(/worker started/);
   });
 
@@ -119,6 +121,32 @@ describe('tcw start with the native engine (per-task users), against tcw queue',
     });
     expect((await waitForResolution(queue.queue, taskId)).state).toBe('completed');
     expect(await downloadText(queue.queue, taskId, BACKING_LOG)).toContain('order: one,two,');
+  });
+
+  it("the task gets the payload env and TASK_ID / TASK_WORKDIR / RUN_ID, never the worker's own environment", async () => {
+    const taskId = await submit({
+      command: ['sh', '-c', 'env; echo "cwd=$(pwd)"'],
+      env: { FROM_PAYLOAD: 'payload-value' },
+    });
+    expect((await waitForResolution(queue.queue, taskId)).state).toBe('completed');
+    const log = await downloadText(queue.queue, taskId, BACKING_LOG);
+    expect(log).toMatch(/^FROM_PAYLOAD=payload-value$/m);
+    expect(log).toMatch(new RegExp(`^TASK_ID=${taskId}$`, 'm'));
+    expect(log).toMatch(/^RUN_ID=0$/m);
+    const workdir = /^TASK_WORKDIR=(.+)$/m.exec(log)?.[1];
+    expect(workdir).toMatch(/\/tcw-task-[0-9a-f]{8}$/);
+    expect(log).toContain(`cwd=${workdir}`);
+    expect(log).toMatch(new RegExp(`^HOME=${workdir}$`, 'm'));
+    expect(log).not.toContain(WORKER_SECRET);
+    expect(log).not.toContain('TCW_E2E_WORKER_SECRET');
+    expect(log).not.toContain(queue.credentials.accessToken);
+  });
+
+  it('a payload without a command is malformed-payload naming /command; nothing runs', async () => {
+    const taskId = await submit({ command: [] });
+    const status = await waitForResolution(queue.queue, taskId);
+    expect(status).toMatchObject({ state: 'exception', reasonResolved: 'malformed-payload' });
+    expect(await downloadText(queue.queue, taskId, BACKING_LOG)).toMatch(/\/command/);
   });
 
   describe('no process outlives its task (setsid grandchild and double-forked daemon)', () => {
