@@ -42,13 +42,14 @@ export function uniqueMarker(): string {
 
 /**
  * A shell script that leaves a `setsid` grandchild and a double-forked daemon behind (both inherit the task's
- * environment, so they carry its marker), then says so.
+ * environment, so they carry its marker), then says so (in the log, and with `escapees.ready` in its directory).
  */
 export const ESCAPE_SCRIPT = [
   'setsid sleep 3600 &',
   "(setsid sh -c 'sleep 3600 & exec sleep 3600' &)",
   'sleep 0.2',
   'echo "escapees-started task-uid=$(id -u) task-user=$(id -un)"',
+  'touch escapees.ready',
 ].join('\n');
 
 /** Live (non-zombie) processes whose real or effective uid is `uid`. */

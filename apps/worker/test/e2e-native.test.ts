@@ -198,6 +198,8 @@ describe('tcw start with the native engine (per-task users), against tcw queue',
         .find((l) => l.split(':')[2] === String(uid))
         ?.split(':')[0];
       expect(name).toMatch(/^tcw-task-[0-9a-f]{8}$/);
+      const home = (await passwdEntry(name!))!.home;
+      await until(async () => existsSync(join(home, 'escapees.ready')), 20_000, 'the task said it is ready');
 
       await queue.queue.cancelTask(taskId);
       await until(
@@ -208,6 +210,15 @@ describe('tcw start with the native engine (per-task users), against tcw queue',
       const status = await waitForResolution(queue.queue, taskId);
       expect(status).toMatchObject({ state: 'exception', reasonResolved: 'canceled' });
       await expectNothingLeft(mark, { uid: uid!, name: name! });
+      // the log of the cancelled run is still uploaded
+      await until(
+        async () =>
+          (await downloadText(queue.queue, taskId, BACKING_LOG).catch(() => '')).includes(
+            'escapees-started',
+          ) || undefined,
+        10_000,
+        'log of the cancelled run uploaded',
+      );
     });
 
     it('maxRunTime 1: the task fails and no marked process remains once it is resolved', async () => {
@@ -337,6 +348,44 @@ describe('tcw start with the native engine (per-task users), against tcw queue',
     expect(await downloadText(queue.queue, taskId, 'public/result.json')).toBe('{"ok":true}\n');
     expect(await downloadText(queue.queue, taskId, 'public/out/a.txt')).toBe('alpha\n');
     expect(await downloadText(queue.queue, taskId, 'public/out/sub/b.txt')).toBe('beta\n');
+  });
+
+  it("artifacts cannot smuggle out root's files through symlinks (file and folder entries)", async () => {
+    const taskId = await submit({
+      command: [
+        'sh',
+        '-c',
+        'mkdir out && echo fine > out/ok.txt && ln -s /etc/shadow out/shadow && ln -s /etc/shadow shadow.txt && ln -s /etc out/etc',
+      ],
+      artifacts: [
+        { type: 'file', path: 'shadow.txt', name: 'public/shadow.txt' },
+        { type: 'directory', path: 'out', name: 'public/out' },
+      ],
+    });
+    const status = await waitForResolution(queue.queue, taskId);
+    expect(status).toMatchObject({ state: 'exception', reasonResolved: 'malformed-payload' });
+    expect(await downloadText(queue.queue, taskId, BACKING_LOG)).toContain('/artifacts/0/path');
+    // the folder's regular file is uploaded; nothing through a symlink is
+    expect(await downloadText(queue.queue, taskId, 'public/out/ok.txt')).toBe('fine\n');
+    const { artifacts } = await queue.queue.listLatestArtifacts(taskId);
+    const kinds = Object.fromEntries(
+      (artifacts as Array<{ name: string; storageType: string }>).map((a) => [a.name, a.storageType]),
+    );
+    expect(kinds).toMatchObject({
+      'public/shadow.txt': 'error',
+      'public/out/shadow': 'error',
+      'public/out/etc': 'error',
+      'public/out/ok.txt': 'object',
+    });
+    expect(Object.keys(kinds).filter((n) => n.startsWith('public/out/etc/'))).toEqual([]);
+    const shadow = await readFile('/etc/shadow', 'utf8');
+    for (const name of ['public/shadow.txt', 'public/out/shadow', 'public/out/etc/shadow']) {
+      const text = await downloadText(queue.queue, taskId, name).catch(
+        (error: Error) => `refused: ${error.message}`,
+      );
+      expect(text, name).toMatch(/^refused: .*(symlink that leaves the task directory|not found)/);
+      expect(text).not.toContain(shadow.split('\n')[0]);
+    }
   });
 });
 
