@@ -288,6 +288,31 @@ describe('tcw start with the native engine (per-task users), against tcw queue',
     );
   });
 
+  it("a per-task user can neither read the worker's environment through /proc nor signal the worker", async () => {
+    const pid = worker.child.pid!;
+    const taskId = await submit({
+      command: [
+        'sh',
+        '-c',
+        [
+          `if cat /proc/${pid}/environ; then echo ENVIRON-READ; fi`,
+          `if kill -TERM ${pid}; then echo SIGNALLED-THE-WORKER; else echo "could not signal the worker"; fi`,
+        ].join('\n'),
+      ],
+    });
+    expect((await waitForResolution(queue.queue, taskId)).state).toBe('completed');
+    const log = await downloadText(queue.queue, taskId, BACKING_LOG);
+    expect(log).toContain(`/proc/${pid}/environ: Permission denied`);
+    expect(log).toContain('could not signal the worker');
+    expect(log).not.toContain('ENVIRON-READ');
+    expect(log).not.toContain('SIGNALLED-THE-WORKER');
+    expect(log).not.toContain(WORKER_SECRET);
+    expect(worker.child.exitCode).toBeNull();
+    // and the worker still takes tasks
+    const next = await submit({ command: ['true'] });
+    expect((await waitForResolution(queue.queue, next)).state).toBe('completed');
+  });
+
   it("two tasks at once run as two different users, and neither can read the other's task directory", async () => {
     const tag = taskcluster.slugid();
     const script = (me: string, other: string) =>
