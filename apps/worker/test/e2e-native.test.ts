@@ -414,17 +414,18 @@ describe('tcw start with the native engine (per-task users), against tcw queue',
   });
 });
 
-describe('tcw start with the native engine: memory limit and graceful shutdown', () => {
+describe('tcw start with the native engine: memory limit, graceful shutdown, crash recovery', () => {
   let dir: string;
   let queue: QueueProc;
   let worker: Proc;
+  let config: string;
   const taskQueueId = 'tcw-e2e/native-limits';
   const memory = 64 * 1024 * 1024;
 
   beforeAll(async () => {
     dir = await tempDir('tcw-e2e-native-limits-');
     queue = await startQueue(join(dir, 'queue'));
-    const config = await writeConfig(dir, {
+    config = await writeConfig(dir, {
       rootUrl: queue.rootUrl,
       credentials: queue.credentials,
       worker: {
@@ -499,9 +500,45 @@ describe('tcw start with the native engine: memory limit and graceful shutdown',
     const { status } = await queue.queue.status(taskId);
     expect(status.runs[0]).toMatchObject({ state: 'exception', reasonResolved: 'worker-shutdown' });
     expect(status.runs[1]).toMatchObject({ state: 'pending', reasonCreated: 'retry' });
+    await queue.queue.cancelTask(taskId); // not for the next worker of this file
     const passwd = await readFile('/etc/passwd', 'utf8');
     expect(passwd.split('\n').some((l) => l.split(':')[2] === String(uid) && l.startsWith('tcw-task-'))).toBe(
       false,
     );
+  });
+
+  it('after the worker is SIGKILLed mid-task, the next worker on the same work dir ends its processes and deletes its user', async () => {
+    worker = tcw(['start', '--config', config]);
+    await worker.waitFor(/worker started/);
+    const mark = uniqueMarker();
+    await submit({ command: ['sh', '-c', `${ESCAPE_SCRIPT}\nsleep 3600`], env: { TCW_E2E_MARK: mark } });
+    const pids = await until(
+      async () => {
+        const found = await processesMarked(mark);
+        return found.length >= 4 ? found : undefined;
+      },
+      20_000,
+      'the task and its escapees started',
+    );
+    const uid = (await processInfo(pids[0]!))!.uid;
+    const name = (await readFile('/etc/passwd', 'utf8'))
+      .split('\n')
+      .find((l) => l.split(':')[2] === String(uid))
+      ?.split(':')[0];
+    expect(name).toMatch(/^tcw-task-[0-9a-f]{8}$/);
+    worker.kill('SIGKILL');
+    await worker.exited;
+    // a crash ends nothing by itself: the task's processes and its user outlive the worker
+    expect((await processesMarked(mark)).length).toBeGreaterThanOrEqual(3);
+    expect(await passwdEntry(name!)).toBeDefined();
+
+    worker = tcw(['start', '--config', config]);
+    await worker.waitFor(/worker started/);
+    await until(
+      async () => (await processesMarked(mark)).length === 0 && !(await userOrGroupExists(name!)),
+      10_000,
+      `the leftovers of the dead worker removed (processes: ${await processesMarked(mark)})`,
+    );
+    expect(await processesOfUid(uid)).toEqual([]);
   });
 });
