@@ -142,6 +142,12 @@ describe('tcw start with the native engine (per-task users), against tcw queue',
     expect(log).not.toContain(queue.credentials.accessToken);
   });
 
+  it('a command that does not exist fails the task (not an exception), naming it in the log', async () => {
+    const taskId = await submit({ command: ['tcw-e2e-no-such-command', '--flag'] });
+    expect((await waitForResolution(queue.queue, taskId)).state).toBe('failed');
+    expect(await downloadText(queue.queue, taskId, BACKING_LOG)).toContain('tcw-e2e-no-such-command');
+  });
+
   it('a payload without a command is malformed-payload naming /command; nothing runs', async () => {
     const taskId = await submit({ command: [] });
     const status = await waitForResolution(queue.queue, taskId);
@@ -245,6 +251,22 @@ describe('tcw start with the native engine (per-task users), against tcw queue',
       const log = await downloadText(queue.queue, taskId, BACKING_LOG);
       expect(log).toMatch(/ended \d+ process\(es\) the task left running/);
       await expectNothingLeft(mark, taskUserOf(log));
+    });
+
+    it('an escapee that ignores SIGTERM is killed after the grace period all the same', async () => {
+      const mark = uniqueMarker();
+      const taskId = await submit({
+        command: [
+          'sh',
+          '-c',
+          `(setsid sh -c 'trap "" TERM; while :; do sleep 0.1; done' &)\n${ESCAPE_SCRIPT}`,
+        ],
+        env: { TCW_E2E_MARK: mark },
+      });
+      const status = await waitForResolution(queue.queue, taskId);
+      expect(status.state).toBe('completed');
+      expect(await processesMarked(mark)).toEqual([]);
+      await expectNothingLeft(mark, taskUserOf(await downloadText(queue.queue, taskId, BACKING_LOG)));
     });
   });
 
