@@ -123,10 +123,15 @@ export async function compose(loaded: LoadedConfig): Promise<Composition> {
   }
   problems.push(...validateAgainst(engineProvider.configSchema, engineConfig, `engines.${engineName}`));
   for (const [i, name] of (config.plugins?.disabled ?? []).entries()) {
-    if (!BUNDLED_PLUGINS[name] && !(name in (config.plugins ?? {}))) {
+    // Disabling a plugin this worker does not have is harmless (seed 000 disables tcproxy and interactive), but a
+    // near miss of a bundled name is a typo that would leave the plugin enabled.
+    const near = Object.keys(BUNDLED_PLUGINS).find(
+      (known) => known !== name && editDistance(known, name) <= 2,
+    );
+    if (!BUNDLED_PLUGINS[name] && !(name in (config.plugins ?? {})) && near) {
       problems.push({
         path: `plugins.disabled[${i}]`,
-        message: `unknown plugin ${name}: neither bundled (${Object.keys(BUNDLED_PLUGINS).join(', ')}) nor configured under plugins`,
+        message: `unknown plugin ${name}; did you mean ${near}?`,
       });
     }
   }
@@ -163,4 +168,21 @@ export async function compose(loaded: LoadedConfig): Promise<Composition> {
   }
   const schema = composeWorkerSchema(engine, plugins);
   return { engine, plugins, pluginNames: names, schema };
+}
+
+/** Levenshtein distance, for "did you mean" hints. */
+function editDistance(a: string, b: string): number {
+  let previous = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const current = [i];
+    for (let j = 1; j <= b.length; j++) {
+      current[j] = Math.min(
+        previous[j]! + 1,
+        current[j - 1]! + 1,
+        previous[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1),
+      );
+    }
+    previous = current;
+  }
+  return previous[b.length]!;
 }

@@ -86,7 +86,7 @@ describe('tcw config check and tcw schema', () => {
     const check = tcw(['config', 'check', path]);
     expect(await check.exited).toBe(64);
     const err = check.stderr();
-    expect(err).toContain('plugins.disabled[4]: unknown plugin livelgo');
+    expect(err).toContain('plugins.disabled[4]: unknown plugin livelgo; did you mean livelog?');
     expect(err).toContain('engines.script.command: must be array');
     expect(err).toContain('engines.script.schema.type: must be equal to constant');
     expect(err).toContain('engines.script.colour: unknown key');
