@@ -1,6 +1,6 @@
 // End to end, with real processes: the env, artifacts and livelog plugins on a native-engine worker (`tcw start`)
 // against `tcw queue`, tasks created and observed through the real taskcluster-client over HTTP.
-import { writeFile } from 'node:fs/promises';
+import { stat, writeFile } from 'node:fs/promises';
 import { get } from 'node:http';
 import { join } from 'node:path';
 import taskcluster from 'taskcluster-client';
@@ -19,6 +19,16 @@ import {
   waitForResolution,
   writeConfig,
 } from './helpers.js';
+
+/** The HTTP status of a GET (the body is discarded). */
+function statusOf(url: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    get(url, (res) => {
+      res.resume();
+      resolve(res.statusCode ?? 0);
+    }).on('error', reject);
+  });
+}
 
 const BACKING_LOG = 'public/logs/live_backing.log';
 const LIVE_LOG = 'public/logs/live.log';
@@ -105,7 +115,7 @@ describe('plugins on a native-engine worker, against tcw queue', () => {
     });
 
     it.each(['TASK_ID', 'RUN_ID'])(
-      'a payload setting %s is malformed-payload naming /env/%s',
+      'a payload setting %s is malformed-payload naming /env/<that name>',
       async (name) => {
         const taskId = await submit({ command: sh('echo should-not-run'), env: { [name]: 'mine' } });
         const status = await waitForResolution(queue.queue, taskId);
@@ -115,6 +125,15 @@ describe('plugins on a native-engine worker, against tcw queue', () => {
         expect(log).not.toMatch(/^should-not-run$/m);
       },
     );
+
+    it('a payload env name that is not a variable name is malformed-payload naming /env/<NAME>', async () => {
+      const taskId = await submit({ command: sh('echo should-not-run'), env: { 'BAD-NAME': 'x' } });
+      const status = await waitForResolution(queue.queue, taskId);
+      expect(status).toMatchObject({ state: 'exception', reasonResolved: 'malformed-payload' });
+      const log = await downloadText(queue.queue, taskId, BACKING_LOG);
+      expect(log).toContain('/env/BAD-NAME');
+      expect(log).not.toMatch(/^should-not-run$/m);
+    });
   });
 
   describe('artifacts', () => {
@@ -252,6 +271,87 @@ describe('plugins on a native-engine worker, against tcw queue', () => {
     });
   });
 
+  describe('artifacts: more cases', () => {
+    it('artifacts are uploaded for a task ended by its maxRunTime', async () => {
+      const taskId = await submit({
+        command: sh('echo "before the limit" > partial.txt; sleep 60'),
+        maxRunTime: 1,
+        artifacts: [{ type: 'file', path: 'partial.txt', name: 'public/partial.txt' }],
+      });
+      expect((await waitForResolution(queue.queue, taskId, 20_000)).state).toBe('failed');
+      expect(await downloadText(queue.queue, taskId, BACKING_LOG)).toContain('maxRunTime exceeded');
+      expect(await downloadText(queue.queue, taskId, 'public/partial.txt')).toBe('before the limit\n');
+    });
+
+    it('a cancelled task uploads no artifacts', async () => {
+      const running = join(dir, `running-${taskcluster.slugid()}`);
+      const taskId = await submit({
+        command: sh(`echo made > made.txt && touch ${running} && sleep 60`),
+        artifacts: [{ type: 'file', path: 'made.txt', name: 'public/made.txt' }],
+      });
+      await until(
+        async () => (await stat(running).catch(() => undefined)) !== undefined,
+        20_000,
+        'task running',
+      );
+      await queue.queue.cancelTask(taskId);
+      expect(await waitForResolution(queue.queue, taskId)).toMatchObject({
+        state: 'exception',
+        reasonResolved: 'canceled',
+      });
+      // the worker has finished with the task once its log is uploaded
+      await until(
+        async () =>
+          (await downloadText(queue.queue, taskId, BACKING_LOG).catch(() => '')) !== '' || undefined,
+        10_000,
+        'log uploaded',
+      );
+      const { artifacts } = await queue.queue.listArtifacts(taskId, 0);
+      expect(artifacts.map((a: { name: string }) => a.name)).not.toContain('public/made.txt');
+    });
+
+    it.each([
+      ['file', 'naming a folder', 'mkdir thing'],
+      ['directory', 'naming a file', 'echo x > thing'],
+    ])(
+      'type %s %s is an error artifact invalid-resource-on-worker and the task fails',
+      async (type, _what, script) => {
+        const taskId = await submit({
+          command: sh(`${script} && echo other > other.txt`),
+          artifacts: [
+            { type, path: 'thing', name: 'public/thing' },
+            { type: 'file', path: 'other.txt', name: 'public/other.txt' },
+          ],
+        });
+        expect((await waitForResolution(queue.queue, taskId)).state).toBe('failed');
+        const err = await downloadBuffer(queue.queue, taskId, 'public/thing').then(
+          () => undefined,
+          (e: Error & { reason?: string }) => e,
+        );
+        expect(err?.reason).toBe('invalid-resource-on-worker');
+        expect(await downloadText(queue.queue, taskId, 'public/other.txt')).toBe('other\n');
+      },
+    );
+
+    it('duplicate names, a task log name, and expires before the deadline are malformed-payload, each named', async () => {
+      const taskId = await submit({
+        command: sh('echo should-not-run'),
+        artifacts: [
+          { type: 'file', path: 'a', name: 'public/same', expires: taskcluster.fromNowJSON('1 minute') },
+          { type: 'file', path: 'b', name: 'public/same' },
+          { type: 'file', path: 'c', name: 'public/logs/live.log' },
+        ],
+      });
+      const status = await waitForResolution(queue.queue, taskId);
+      expect(status).toMatchObject({ state: 'exception', reasonResolved: 'malformed-payload' });
+      const log = await downloadText(queue.queue, taskId, BACKING_LOG);
+      expect(log).toContain('/artifacts/0/expires');
+      expect(log).toContain('/artifacts/1/name');
+      expect(log).toContain('/artifacts/2/name');
+      expect(log).not.toMatch(/^should-not-run$/m);
+    });
+  });
+
   describe('livelog', () => {
     it('a reader attached mid-task gets the log from byte 0, then new lines; afterwards live.log links to the backing log', async () => {
       const gate = join(dir, `go-${taskcluster.slugid()}`);
@@ -308,6 +408,9 @@ describe('plugins on a native-engine worker, against tcw queue', () => {
       expect(artifacts.find((a: { name: string }) => a.name === LIVE_LOG)).toMatchObject({
         storageType: 'link',
       });
+      // once the task is disposed its token is forgotten: the old URL is a 404, like any unknown token
+      await until(async () => (await statusOf(live.url)) === 404 || undefined, 10_000, 'token forgotten');
+      expect(await statusOf(live.url.replace(/\/log\/.*/, '/log/not-a-token'))).toBe(404);
     });
   });
 });
