@@ -1,9 +1,10 @@
 // End to end, with real processes: the plugins that stop the worker (stoponerror, reboot, watchdog) and the
 // maxruntime perTaskLimit settings, each on its own script-engine `tcw start` against one `tcw queue`.
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import taskcluster from 'taskcluster-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { nativeConfig } from './e2e-plugins-helpers.js';
 import {
   cleanup,
   downloadText,
@@ -14,6 +15,7 @@ import {
   taskDefinition,
   tcw,
   tempDir,
+  until,
   waitForResolution,
   writeConfig,
 } from './helpers.js';
@@ -142,6 +144,46 @@ describe('plugins that stop the worker, and maxruntime settings', () => {
     });
   });
 
+  describe('reboot: more triggers', () => {
+    it('reboot: on-failure stops the worker after a failed task, not after a completed one', async () => {
+      const marker = join(dir, 'rebooted-on-failure');
+      const { worker, submit } = await startWorker('reboot-on-failure', {
+        reboot: { allowTaskReboots: true, rebootCommand: ['sh', '-c', `echo rebooted > ${marker}`] },
+      });
+      const fine = await submit({ reboot: 'on-failure', exitCode: 0 });
+      expect((await waitForResolution(queue.queue, fine)).state).toBe('completed');
+      const failing = await submit({ reboot: 'on-failure', exitCode: 1 });
+      expect(await worker.exited).toBe(0);
+      // the completed task did not stop the worker: the failing one was claimed and run
+      expect((await waitForResolution(queue.queue, failing)).state).toBe('failed');
+      expect(await readFile(marker, 'utf8')).toBe('rebooted\n');
+    });
+
+    it('maxLifetime: the idle worker stops after its lifetime and runs rebootCommand', async () => {
+      const marker = join(dir, 'rebooted-lifetime');
+      const { worker } = await startWorker('reboot-lifetime', {
+        reboot: { maxLifetime: 1, rebootCommand: ['sh', '-c', `echo rebooted > ${marker}`] },
+      });
+      expect(await worker.exited).toBe(0);
+      expect(worker.stderr()).toContain('reboot: ');
+      expect(await readFile(marker, 'utf8')).toBe('rebooted\n');
+    });
+  });
+
+  describe('livelog disabled', () => {
+    it('the backing log is still uploaded, and there is no live.log', async () => {
+      const { worker, submit } = await startWorker('no-livelog', { disabled: ['livelog'] });
+      expect(worker.stderr()).not.toMatch(/"plugins":\[[^\]]*"livelog"/);
+      const taskId = await submit({ stdout: 'logged without livelog', exitCode: 1 });
+      expect((await waitForResolution(queue.queue, taskId)).state).toBe('failed');
+      expect(await downloadText(queue.queue, taskId, BACKING_LOG)).toContain('logged without livelog');
+      const { artifacts } = await queue.queue.listArtifacts(taskId, 0);
+      expect(artifacts.map((a: { name: string }) => a.name)).not.toContain('public/logs/live.log');
+      worker.kill('SIGTERM');
+      expect(await worker.exited).toBe(0);
+    });
+  });
+
   describe('maxruntime perTaskLimit', () => {
     it('require: a task without maxRunTime is refused naming /maxRunTime; forbid: the key does not exist', async () => {
       const required = await startWorker('mrt-require', { maxruntime: { perTaskLimit: 'require' } });
@@ -204,6 +246,61 @@ describe('plugins that stop the worker, and maxruntime settings', () => {
         );
         // the worker stopped by itself (the hung claimWork was abandoned) before forceExitAfter: a stop, exit 0
         expect(code).toBe(0);
+      } finally {
+        queue.child.kill('SIGCONT');
+      }
+    });
+
+    it('a hook that does not return (artifact upload to a queue that stopped answering) is named, and the worker is stopped', async () => {
+      const base = join(dir, 'watchdog-hook');
+      await mkdir(base, { recursive: true });
+      const taskQueueId = 'tcw-e2e/watchdog-hook';
+      const config = await writeConfig(
+        base,
+        nativeConfig({
+          queue,
+          workDir: join(base, 'work'),
+          taskQueueId,
+          plugins: { watchdog: { timeout: 2, forceExitAfter: 2 } },
+        }),
+      );
+      const worker = tcw(['start', '--config', config]);
+      workers.push(worker);
+      await worker.waitFor(/worker started/);
+      const running = join(base, 'running');
+      const gate = join(base, 'gate');
+      const taskId = taskcluster.slugid();
+      await queue.queue.createTask(
+        taskId,
+        taskDefinition(taskQueueId, {
+          command: [
+            'sh',
+            '-c',
+            `echo out > out.txt; touch ${running}; while [ ! -e ${gate} ]; do sleep 0.05; done`,
+          ],
+          artifacts: [{ type: 'file', path: 'out.txt', name: 'public/out.txt' }],
+        }),
+      );
+      await until(
+        async () => (await stat(running).catch(() => undefined)) !== undefined,
+        20_000,
+        'task running',
+      );
+      queue.child.kill('SIGSTOP');
+      try {
+        // the task's process ends; the artifacts plugin's stopped hook cannot reach the queue
+        await writeFile(gate, '');
+        const code = await worker.exited;
+        expect(worker.stderr()).toMatch(
+          new RegExp(
+            `watchdog: no progress for 2 s: hook artifacts\\.stopped \\(task ${taskId}, \\d+ s\\) has not returned`,
+          ),
+        );
+        // the stuck upload ignores the abort: after forceExitAfter the watchdog ends the process, exit 75
+        expect(worker.stderr()).toContain(
+          'watchdog: the worker did not end after being stopped; exiting the process (code 75)',
+        );
+        expect(code).toBe(75);
       } finally {
         queue.child.kill('SIGCONT');
       }
