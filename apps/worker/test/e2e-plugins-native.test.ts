@@ -49,6 +49,7 @@ describe('plugins on a native-engine worker, against tcw queue', () => {
         workDir: join(dir, 'work'),
         taskQueueId,
         plugins: {
+          maxruntime: { gracePeriod: 1 },
           env: {
             extra: {
               FROM_EXTRA: 'extra-value',
@@ -349,6 +350,57 @@ describe('plugins on a native-engine worker, against tcw queue', () => {
       expect(log).toContain('/artifacts/1/name');
       expect(log).toContain('/artifacts/2/name');
       expect(log).not.toMatch(/^should-not-run$/m);
+    });
+  });
+
+  describe('artifacts: expiry', () => {
+    it("expires defaults to the task's expiry and is capped by it", async () => {
+      const taskExpires = taskcluster.fromNow('3 days');
+      const within = taskcluster.fromNow('2 days');
+      const taskId = taskcluster.slugid();
+      await queue.queue.createTask(
+        taskId,
+        taskDefinition(
+          taskQueueId,
+          {
+            command: sh('echo a > a.txt'),
+            artifacts: [
+              { type: 'file', path: 'a.txt', name: 'public/default.txt' },
+              {
+                type: 'file',
+                path: 'a.txt',
+                name: 'public/capped.txt',
+                expires: taskcluster.fromNowJSON('1 year'),
+              },
+              { type: 'file', path: 'a.txt', name: 'public/within.txt', expires: within.toJSON() },
+            ],
+          },
+          { expires: taskExpires.toJSON() },
+        ),
+      );
+      expect((await waitForResolution(queue.queue, taskId)).state).toBe('completed');
+      const { artifacts } = await queue.queue.listArtifacts(taskId, 0);
+      const expiry = (name: string) =>
+        new Date(artifacts.find((a: { name: string }) => a.name === name)!.expires).getTime();
+      expect(expiry('public/default.txt')).toBe(taskExpires.getTime());
+      expect(expiry('public/capped.txt')).toBe(taskExpires.getTime());
+      expect(expiry('public/within.txt')).toBe(within.getTime());
+    });
+  });
+
+  describe('maxruntime on the native engine', () => {
+    it('SIGTERM first (the task can log it), then SIGKILL after the grace period; the task fails', async () => {
+      const taskId = await submit({
+        command: sh("trap 'echo got-sigterm' TERM; echo looping; while true; do sleep 0.1; done"),
+        maxRunTime: 1,
+      });
+      expect((await waitForResolution(queue.queue, taskId, 20_000)).state).toBe('failed');
+      const log = await downloadText(queue.queue, taskId, BACKING_LOG);
+      expect(log).toMatch(/^looping$/m);
+      expect(log).toContain('maxRunTime exceeded: the task ran for its maximum run time of 1 s');
+      expect(log).toContain('killed after 1 s if it is still running');
+      expect(log).toMatch(/^got-sigterm$/m);
+      expect(log.indexOf('maxRunTime exceeded')).toBeLessThan(log.search(/^got-sigterm$/m));
     });
   });
 
