@@ -618,6 +618,10 @@ async function extractFile(dir: string, path: string): Promise<ExtractedFile> {
     throw new MalformedPayloadError([{ pointer: '/artifacts', message: inside.message }]);
   }
   const info = await stat(inside.path);
+  if (info.isDirectory()) {
+    // inside the task directory, so not a MalformedPayloadError (ResultSetV1: that is for paths leaving it)
+    throw Object.assign(new Error(`${JSON.stringify(path)} is a folder`), { code: 'EISDIR' });
+  }
   if (!info.isFile()) {
     throw new MalformedPayloadError([
       { pointer: '/artifacts', message: `${JSON.stringify(path)} is not a file` },
@@ -637,9 +641,7 @@ async function extractFolder(
     throw new MalformedPayloadError([{ pointer: '/artifacts', message: inside.message }]);
   }
   if (!(await stat(inside.path)).isDirectory()) {
-    throw new MalformedPayloadError([
-      { pointer: '/artifacts', message: `${JSON.stringify(path)} is not a folder` },
-    ]);
+    throw Object.assign(new Error(`${JSON.stringify(path)} is not a folder`), { code: 'ENOTDIR' });
   }
   for await (const entry of walkFiles(dir, inside.path)) {
     if (entry.kind === 'refused') await handler(entry.relPath, { refused: entry.message });

@@ -129,6 +129,17 @@ describe('artifacts', () => {
     expect(seen.evil).toMatch(/^refused: .*leaves the task directory/);
     await run.dispose();
   });
+
+  it('a folder given to extractFile is EISDIR, a file given to extractFolder ENOTDIR (not a malformed payload)', async () => {
+    const engine = await engineWith();
+    const run = await runSandbox(engine, { command: ['sh', '-c', 'mkdir folder; echo x > file.txt'] });
+    expect(run.result.success).toBe(true);
+    await expect(run.result.extractFile!('folder')).rejects.toMatchObject({ code: 'EISDIR' });
+    await expect(run.result.extractFolder!('file.txt', async () => {})).rejects.toMatchObject({
+      code: 'ENOTDIR',
+    });
+    await run.dispose();
+  });
 });
 
 describe('no process outlives its task', () => {
