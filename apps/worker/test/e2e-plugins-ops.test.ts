@@ -90,8 +90,8 @@ describe('plugins that stop the worker, and maxruntime settings', () => {
       expect(worker.child.exitCode).toBeNull();
 
       const broken = await submit({ exitCode: 3, stderr: 'disk is gone' });
-      // a graceful stop: exit code 0 (README: "0 after a graceful stop"), after the task was resolved
-      expect(await worker.exited).toBe(0);
+      // a failure stop, after the task was resolved: exit code 69, so a supervisor (Restart=on-failure) restarts it
+      expect(await worker.exited).toBe(69);
       expect(await waitForResolution(queue.queue, broken)).toMatchObject({
         state: 'exception',
         reasonResolved: 'internal-error',
@@ -242,10 +242,10 @@ describe('plugins that stop the worker, and maxruntime settings', () => {
           'watchdog: the worker loop made no progress for 2 s (last progress: claim loop); stopping the worker',
         );
         expect(worker.stderr()).toMatch(
-          /"mode":"now","reason":"watchdog: the worker loop made no progress[^"]*","fatal":false/,
+          /"mode":"now","reason":"watchdog: the worker loop made no progress[^"]*","fatal":true/,
         );
-        // the worker stopped by itself (the hung claimWork was abandoned) before forceExitAfter: a stop, exit 0
-        expect(code).toBe(0);
+        // the worker stopped by itself (the hung claimWork was abandoned) before forceExitAfter: a failure stop, 69
+        expect(code).toBe(69);
       } finally {
         queue.child.kill('SIGCONT');
       }

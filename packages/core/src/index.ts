@@ -19,6 +19,7 @@ export type {
   PayloadSchemaContext,
   PluginInitContext,
   PluginV1,
+  StopOptions,
   WorkerLifecycle,
 } from './plugin/v1/plugin.js';
 export {

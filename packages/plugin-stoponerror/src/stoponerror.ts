@@ -32,7 +32,9 @@ export function stoponerror(options: StoponerrorOptions = {}): PluginV1 {
           { err: event.error, taskId: event.taskId },
           `internal error ${where}; stopping the worker gracefully`,
         );
-        lifecycle.stopGracefully(`stoponerror: internal error ${where}: ${event.error.message}`);
+        lifecycle.stopGracefully(`stoponerror: internal error ${where}: ${event.error.message}`, {
+          fatal: true,
+        });
       };
       lifecycle.events.on('internal-error', onError);
       unsubscribe = () => lifecycle.events.off('internal-error', onError);

@@ -23,7 +23,8 @@ describe('@tcw/plugin-stoponerror', () => {
     const result = await tw.run({ mock: { error: 'internal-error' } });
     expect(result.resolution).toBe('exception/internal-error');
     const exit = await tw.exited;
-    expect(exit).toMatchObject({ mode: 'graceful', fatal: false, tasksRun: 1 });
+    // a failure stop: reported as fatal, so the tcw process exits non-zero and a supervisor restarts it
+    expect(exit).toMatchObject({ mode: 'graceful', fatal: true, tasksRun: 1 });
     expect(exit.reason).toBe(
       `stoponerror: internal error in task ${result.taskId}: the mock task reports an internal error`,
     );

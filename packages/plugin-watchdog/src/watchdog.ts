@@ -104,7 +104,7 @@ export function watchdog(options: WatchdogOptions = {}, hooks: WatchdogHooks = {
           { ...details, timeoutSeconds: timeoutMs / 1000 },
           `watchdog: ${what}; stopping the worker`,
         );
-        lifecycle.stopNow(`watchdog: ${what}`);
+        lifecycle.stopNow(`watchdog: ${what}`, { fatal: true });
         if (forceExitMs > 0) {
           forceTimer = setTimeout(() => {
             logger.error(

@@ -80,6 +80,7 @@ describe('@tcw/plugin-watchdog', () => {
     });
     const exit = await tw.exited;
     expect(exit.mode).toBe('now');
+    expect(exit.fatal).toBe(true); // a failure stop: the tcw process exits non-zero
     expect(exit.reason).toMatch(
       /^watchdog: the worker loop made no progress for \d+ s \(last progress: claim loop\)$/,
     );

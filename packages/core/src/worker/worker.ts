@@ -4,7 +4,7 @@ import type { EngineV1 } from '../engine/v1/engine.js';
 import { errorOutcome } from '../errors/resolution.js';
 import type { Logger } from '../logger.js';
 import { silentLogger } from '../logger.js';
-import type { PluginV1, WorkerLifecycle } from '../plugin/v1/plugin.js';
+import type { PluginV1, StopOptions, WorkerLifecycle } from '../plugin/v1/plugin.js';
 import { assertCompatible } from '../provider.js';
 import type { QueuePort } from '../queue/queue-port.js';
 import { orderPlugins } from '../runner/hook-runner.js';
@@ -124,8 +124,8 @@ export class Worker {
     });
     const self = this;
     const lifecycle: WorkerLifecycle = {
-      stopGracefully: (reason) => this.stopGracefully(reason),
-      stopNow: (reason) => this.stopNow(reason),
+      stopGracefully: (reason, options) => this.stopGracefully(reason, options),
+      stopNow: (reason, options) => this.stopNow(reason, options),
       get stopping() {
         return self.stopping;
       },
@@ -148,7 +148,8 @@ export class Worker {
   }
 
   /** Stop claiming; let running tasks finish (aborted as `worker-shutdown` after the grace period). */
-  stopGracefully(reason: string): void {
+  stopGracefully(reason: string, options: StopOptions = {}): void {
+    if (options.fatal) this.#fatal = true;
     if (this.#stopMode) return;
     this.#stopMode = 'graceful';
     this.#stopReason = reason;
@@ -166,7 +167,8 @@ export class Worker {
   }
 
   /** Stop now: abort every running task (resolved `worker-shutdown`, so the queue retries it). */
-  stopNow(reason: string): void {
+  stopNow(reason: string, options: StopOptions = {}): void {
+    if (options.fatal) this.#fatal = true;
     if (this.#stopMode !== 'now') {
       if (!this.#stopMode) this.#stopReason = reason;
       this.#stopMode = 'now';

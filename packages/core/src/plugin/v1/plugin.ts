@@ -5,10 +5,19 @@ import type { WorkerIdentity } from '../../task.js';
 import type { WorkerEvents } from '../../worker/worker-events.js';
 import type { TaskHookContext, TaskPluginV1 } from './task-plugin.js';
 
+/** How a plugin stops the worker. */
+export interface StopOptions {
+  /**
+   * The stop is a failure (stoponerror, watchdog): the worker's exit reports it (`WorkerExit.fatal`; the `tcw`
+   * process exits 69), so a supervisor with `Restart=on-failure` restarts it. Default false (a planned stop).
+   */
+  fatal?: boolean;
+}
+
 /** Stop the worker: `gracefully` lets running tasks finish, `now` aborts them (`worker-shutdown`). */
 export interface WorkerLifecycle {
-  stopGracefully(reason: string): void;
-  stopNow(reason: string): void;
+  stopGracefully(reason: string, options?: StopOptions): void;
+  stopNow(reason: string, options?: StopOptions): void;
   readonly stopping: boolean;
   /** Worker events: progress, task resolution, idleness, internal errors (watchdog, reboot, stoponerror). */
   readonly events: WorkerEvents;
