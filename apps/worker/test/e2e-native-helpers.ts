@@ -61,7 +61,7 @@ export async function processesOfUid(uid: number): Promise<number[]> {
       const status = await readFile(`/proc/${name}/status`, 'utf8');
       const ids = /^Uid:\s+(\d+)\s+(\d+)/m.exec(status);
       const state = /^State:\s+(\S)/m.exec(status)?.[1];
-      if (ids && state !== 'Z' && (Number(ids[1]) === uid || Number(ids[2]) === uid))
+      if (ids && state !== 'Z' && state !== 'X' && (Number(ids[1]) === uid || Number(ids[2]) === uid))
         found.push(Number(name));
     } catch {
       // gone
