@@ -1,0 +1,85 @@
+// `{$secret: NAME, key: K}` config values, read from the deployment's secrets service (here `tcw queue` with a
+// configured secret) with the worker's own credentials; real processes, real HTTP.
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import taskcluster from 'taskcluster-client';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  cleanup,
+  type QueueProc,
+  scriptConfig,
+  startQueue,
+  taskDefinition,
+  tcw,
+  tempDir,
+  waitForResolution,
+  writeConfig,
+} from './helpers.js';
+
+describe('{$secret} values against a deployment', () => {
+  let dir: string;
+  let queue: QueueProc;
+  let markers: string;
+  const taskQueueId = 'tcw-e2e/secret';
+
+  beforeAll(async () => {
+    dir = await tempDir('tcw-e2e-secret-');
+    markers = join(dir, 'markers-from-secret');
+    await mkdir(markers);
+    const queueConfig = join(dir, 'queue.json');
+    await writeFile(
+      queueConfig,
+      JSON.stringify({ secrets: { 'worker/e2e': { markerDir: markers, token: 's3cr3t-t0ken' } } }),
+    );
+    queue = await startQueue(join(dir, 'queue'), ['--config', queueConfig]);
+  });
+
+  afterAll(async () => {
+    queue?.kill('SIGTERM');
+    await queue?.exited;
+    await cleanup(dir);
+  });
+
+  const configWith = async (name: string, markerDir: unknown) => {
+    const config = scriptConfig({
+      queue,
+      markerDir: 'unused',
+      workDir: join(dir, `work-${name}`),
+      taskQueueId,
+    });
+    const engines = config.engines as { script: { env: Record<string, unknown> } };
+    engines.script.env.MARKER_DIR = markerDir;
+    return writeConfig(await mkdir(join(dir, name), { recursive: true }).then(() => join(dir, name)), config);
+  };
+
+  it('a $secret value is fetched at start and used: the task writes its marker where the secret says', async () => {
+    const config = await configWith('ok', { $secret: 'worker/e2e', key: 'markerDir' });
+    const check = tcw(['config', 'check', config]);
+    expect(await check.exited).toBe(0);
+    const worker = tcw(['start', '--config', config]);
+    try {
+      await worker.waitFor(/worker started/);
+      const taskId = taskcluster.slugid();
+      await queue.queue.createTask(taskId, taskDefinition(taskQueueId, { exitCode: 0 }));
+      expect((await waitForResolution(queue.queue, taskId)).state).toBe('completed');
+      expect(await readFile(join(markers, taskId), 'utf8')).toMatch(/^start \d+\nend \d+\n$/);
+      // the secret's other values never reach the worker's logs
+      expect(worker.stderr()).not.toContain('s3cr3t-t0ken');
+    } finally {
+      worker.kill('SIGTERM');
+      await worker.exited;
+    }
+  });
+
+  it('a missing secret or key is a config error naming the path', async () => {
+    const noKey = await configWith('no-key', { $secret: 'worker/e2e', key: 'nope' });
+    const a = tcw(['config', 'check', noKey]);
+    expect(await a.exited).toBe(64);
+    expect(a.stderr()).toContain('engines.script.env.MARKER_DIR');
+    const noSecret = await configWith('no-secret', { $secret: 'worker/absent', key: 'markerDir' });
+    const b = tcw(['config', 'check', noSecret]);
+    expect(await b.exited).toBe(64);
+    expect(b.stderr()).toContain('engines.script.env.MARKER_DIR');
+    expect(b.stderr()).toContain('worker/absent');
+  });
+});
