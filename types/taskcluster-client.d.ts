@@ -1,4 +1,5 @@
-// taskcluster-client@87.1.3 ships no types; this declares the small part tcw uses.
+// taskcluster-client@87.1.3 ships no types; this declares the part tcw uses, for every package of the repo
+// (tsconfig.base.json lists it in `files`). Methods are generated at run time from the API references.
 declare module 'taskcluster-client' {
   interface ClientOptions {
     rootUrl: string;
@@ -10,7 +11,7 @@ declare module 'taskcluster-client' {
     maxDelay?: number;
   }
   // biome-ignore lint/suspicious/noExplicitAny: the client is generated at run time from API references
-  type ApiMethod = (...args: any[]) => Promise<any>;
+  type ApiMethod = (...args: any[]) => any;
   class Client {
     constructor(options: ClientOptions);
     ping: ApiMethod;
@@ -27,6 +28,13 @@ declare module 'taskcluster-client' {
     reportException: ApiMethod;
     createArtifact: ApiMethod;
     finishArtifact: ApiMethod;
+    listTaskGroup: ApiMethod;
+    getTaskGroup: ApiMethod;
+    sealTaskGroup: ApiMethod;
+    cancelTaskGroup: ApiMethod;
+    listDependentTasks: ApiMethod;
+    pendingTasks: ApiMethod;
+    taskQueueCounts: ApiMethod;
     getArtifact: ApiMethod;
     getLatestArtifact: ApiMethod;
     artifact: ApiMethod;
