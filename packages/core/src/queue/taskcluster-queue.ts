@@ -1,3 +1,5 @@
+import http from 'node:http';
+import https from 'node:https';
 import taskcluster from 'taskcluster-client';
 import { RunGoneError } from '../errors/run-gone-error.js';
 import type { Claim, Credentials, TaskDefinition, TaskStatus } from '../task.js';
@@ -42,12 +44,30 @@ function toCredentials(raw: { clientId: string; accessToken: string; certificate
   return creds;
 }
 
+/** How many taskcluster-client instances (one per kind and credentials) are kept for reuse. */
+const CLIENT_CACHE_SIZE = 64;
+
+type ClientKind = 'Queue' | 'Object';
+// biome-ignore lint/suspicious/noExplicitAny: taskcluster-client's generated clients are untyped
+type Client = any;
+
 /** The QueuePort over `taskcluster-client@87.1.3`: a real deployment, or the embedded local queue. */
 export class TaskclusterQueue implements QueuePort {
   readonly rootUrl: string;
   #credentials: Credentials;
   readonly #timeout: number;
   readonly #retries: number;
+  /** Built clients by kind and credentials, least recently used first. */
+  readonly #clients = new Map<string, Client>();
+  /**
+   * One keep-alive agent pair shared by every client of this queue, so consecutive calls (and tasks) reuse
+   * connections instead of opening one per call. Idle keep-alive sockets are unref'd by node, so they do not keep
+   * the process alive; node also honours the server's `Keep-Alive: timeout` hint before reusing one.
+   */
+  readonly #agents = {
+    http: new http.Agent({ keepAlive: true, maxSockets: 50, maxFreeSockets: 16 }),
+    https: new https.Agent({ keepAlive: true, maxSockets: 50, maxFreeSockets: 16 }),
+  };
 
   constructor(options: TaskclusterQueueOptions) {
     this.rootUrl = options.rootUrl.replace(/\/+$/, '');
@@ -61,13 +81,35 @@ export class TaskclusterQueue implements QueuePort {
     this.#credentials = credentials;
   }
 
-  #client(kind: 'Queue' | 'Object', credentials: Credentials) {
-    return new taskcluster[kind]({
-      rootUrl: this.rootUrl,
-      credentials,
-      timeout: this.#timeout,
-      retries: this.#retries,
-    });
+  #client(kind: ClientKind, credentials: Credentials): Client {
+    const key = `${kind}\n${credentials.clientId}\n${credentials.accessToken}\n${credentials.certificate ?? ''}`;
+    let client = this.#clients.get(key);
+    if (client) {
+      this.#clients.delete(key);
+    } else {
+      client = new taskcluster[kind]({
+        rootUrl: this.rootUrl,
+        credentials,
+        timeout: this.#timeout,
+        retries: this.#retries,
+      });
+      // taskcluster-client@87 reads its agents from `_httpAgent` on every request; its `agent` option would
+      // build a new agent pair per client (so per task credentials), which defeats the reuse.
+      client._httpAgent = this.#agents;
+      if (this.#clients.size >= CLIENT_CACHE_SIZE) {
+        const oldest = this.#clients.keys().next().value;
+        if (oldest !== undefined) this.#clients.delete(oldest);
+      }
+    }
+    this.#clients.set(key, client);
+    return client;
+  }
+
+  /** Closes the idle keep-alive connections (they never keep the process alive; this just frees them early). */
+  close(): void {
+    this.#agents.http.destroy();
+    this.#agents.https.destroy();
+    this.#clients.clear();
   }
 
   async claimWork(
