@@ -29,7 +29,16 @@ describe('{$secret} values against a deployment', () => {
     const queueConfig = join(dir, 'queue.json');
     await writeFile(
       queueConfig,
-      JSON.stringify({ secrets: { 'worker/e2e': { markerDir: markers, token: 's3cr3t-t0ken' } } }),
+      JSON.stringify({
+        secrets: {
+          'worker/e2e': {
+            markerDir: markers,
+            token: 's3cr3t-t0ken',
+            workerId: 'from-a-secret',
+            badId: 'has spaces',
+          },
+        },
+      }),
     );
     queue = await startQueue(join(dir, 'queue'), ['--config', queueConfig]);
   });
@@ -69,6 +78,46 @@ describe('{$secret} values against a deployment', () => {
       worker.kill('SIGTERM');
       await worker.exited;
     }
+  });
+
+  it('a $secret may stand anywhere a value is checked by type, e.g. worker.workerId', async () => {
+    const config = scriptConfig({ queue, markerDir: markers, workDir: join(dir, 'work-id'), taskQueueId });
+    (config.worker as Record<string, unknown>).workerId = { $secret: 'worker/e2e', key: 'workerId' };
+    const path = await writeConfig(
+      await mkdir(join(dir, 'id'), { recursive: true }).then(() => join(dir, 'id')),
+      config,
+    );
+    const worker = tcw(['start', '--config', path]);
+    try {
+      await worker.waitFor(/worker started/);
+      const taskId = taskcluster.slugid();
+      await queue.queue.createTask(taskId, taskDefinition(taskQueueId, { exitCode: 0 }));
+      const status = await waitForResolution(queue.queue, taskId);
+      expect(status.state).toBe('completed');
+      expect((status.runs[0] as { workerId?: string }).workerId).toBe('from-a-secret');
+    } finally {
+      worker.kill('SIGTERM');
+      await worker.exited;
+    }
+    // a bad value from a secret is named like any other
+    (config.worker as Record<string, unknown>).workerId = { $secret: 'worker/e2e', key: 'badId' };
+    await writeConfig(join(dir, 'id'), config);
+    const bad = tcw(['config', 'check', path]);
+    expect(await bad.exited).toBe(64);
+    expect(bad.stderr()).toContain('worker.workerId: must match pattern');
+  });
+
+  it('rootUrl and credentials cannot come from $secret (they reach the secrets service)', async () => {
+    const config = scriptConfig({ queue, markerDir: markers, workDir: join(dir, 'work-circ'), taskQueueId });
+    // a copy: scriptConfig shares the queue's credentials object
+    config.credentials = { ...queue.credentials, accessToken: { $secret: 'worker/e2e', key: 'token' } };
+    const path = await writeConfig(
+      await mkdir(join(dir, 'circ'), { recursive: true }).then(() => join(dir, 'circ')),
+      config,
+    );
+    const check = tcw(['config', 'check', path]);
+    expect(await check.exited).toBe(64);
+    expect(check.stderr()).toContain('credentials.accessToken: cannot come from $secret');
   });
 
   it('a missing secret or key is a config error naming the path', async () => {

@@ -105,7 +105,10 @@ export async function fromObject(
     throw new ConfigError(`${path} must hold a mapping (YAML) or object (JSON) at the top`);
   }
   const { value, secrets } = applyEnvTransforms(raw, options.env ?? process.env);
-  const problems = validateAgainst(workerConfigSchema, value, '');
+  // A `{$secret}` still in place is not the value its key wants yet: those keys are checked once it is fetched.
+  const underSecret = (path: string) =>
+    secrets.some((s) => path === s.path || path.startsWith(`${s.path}.`) || path.startsWith(`${s.path}[`));
+  const problems = validateAgainst(workerConfigSchema, value, '').filter((p) => !underSecret(p.path));
   if (problems.length) throw new ConfigError(problems);
   let config = value as WorkerConfig;
   const cross = crossChecks(config);
@@ -116,6 +119,15 @@ export async function fromObject(
         secrets.map((s) => ({
           path: s.path,
           message: '$secret needs rootUrl and credentials (the secrets service)',
+        })),
+      );
+    }
+    const circular = secrets.filter((s) => /^(rootUrl|credentials)\b/.test(s.path));
+    if (circular.length) {
+      throw new ConfigError(
+        circular.map((s) => ({
+          path: s.path,
+          message: 'cannot come from $secret: rootUrl and credentials are what reaches the secrets service',
         })),
       );
     }
