@@ -256,4 +256,32 @@ describe('task run: resolutions', () => {
     expect(result.log).toContain('cache server down');
     expect(internalErrors).toEqual([]);
   });
+
+  it('an abort during a stage skips the hooks of that stage still to come; teardown still runs for every plugin', async () => {
+    const hooks: HookCall[] = [];
+    let tw: Awaited<ReturnType<typeof startTestWorker>>;
+    const canceller = plugin('canceller', {
+      prepare: async (ctx) => {
+        tw.queue.cancelTask(ctx.task.taskId);
+        // long enough for the worker's status watch (50 ms here) to notice and abort the task
+        await new Promise((r) => setTimeout(r, 400));
+      },
+    });
+    tw = await startTestWorker({
+      plugins: [traceHooks(canceller, hooks), traceHooks(plugin('later'), hooks)],
+    });
+    const result = await tw.run({ mock: {} });
+    await tw.stop();
+    expect(result.resolution).toBe('exception/canceled');
+    const calls = order(hooks);
+    expect(calls).toContain('canceller.prepare');
+    expect(calls).not.toContain('later.prepare');
+    expect(calls).not.toContain('later.buildSandbox');
+    expect(calls.slice(-4)).toEqual([
+      'later.exception',
+      'canceller.exception',
+      'later.dispose',
+      'canceller.dispose',
+    ]);
+  });
 });

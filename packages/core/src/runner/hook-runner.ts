@@ -97,6 +97,8 @@ export async function runForward(
   for (const entry of entries) {
     const fn = entry.taskPlugin?.[hook] as ((ctx: unknown) => unknown) | undefined;
     if (!fn) continue;
+    // an abort (cancel, shutdown) during this stage: the plugins after the one running then are not called
+    if (taskSignal.aborted) throw taskSignal.reason;
     results.push(
       await callHook(options, entry.plugin.name, hook, taskSignal, (signal) =>
         fn.call(entry.taskPlugin, { ...entry.context, ...args, signal }),
