@@ -284,4 +284,15 @@ describe('task run: resolutions', () => {
       'canceller.dispose',
     ]);
   });
+
+  it('control.fail before the sandbox exists: the sandbox is stopped as soon as it starts, and the task fails', async () => {
+    const early = plugin('early', {
+      buildSandbox: (ctx) => {
+        void ctx.control.fail('refused before start');
+      },
+    });
+    const result = await runPluginTask({ plugins: [early], payload: { mock: { delayMs: 60_000 } } });
+    expect(result.resolution).toBe('failed');
+    expect(result.log).toContain('refused before start');
+  });
 });

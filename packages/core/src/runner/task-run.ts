@@ -255,6 +255,8 @@ export class TaskRun {
       builder = undefined;
       this.#sandbox = sandbox;
       if (this.#abortReason) void this.#stopSandbox(o.abortGraceMs ?? 10_000);
+      // a plugin failed the task (control.fail) before there was a sandbox to stop: stop it now
+      else if (this.#failure !== undefined) void this.#stopSandbox(0);
       await runForward(hookOptions, entries, 'started', { sandbox }, this.#abort.signal);
       const result = await sandbox.wait();
       this.#result = result;
