@@ -283,6 +283,23 @@ export class QueueService {
   }
 
   /** Resolves a run; retries automatically when the reason allows; unblocks dependents when final. */
+  /**
+   * Resolves the task's open run as an exception (`deadline-exceeded`, `canceled`). A task with no run yet (still
+   * unscheduled) gets a synthetic run (reasonCreated `exception`), as the real queue does. Returns false when the
+   * last run is already resolved.
+   */
+  #resolveOpenRun(rec: TaskRecord, reason: string, now: number): boolean {
+    let run = rec.runs.at(-1);
+    if (!run) {
+      run = { runId: 0, state: 'pending', reasonCreated: 'exception', scheduled: iso(now) };
+      rec.runs.push(run);
+    } else if (run.state !== 'pending' && run.state !== 'running') {
+      return false;
+    }
+    this.#resolveRun(rec, run, 'exception', reason, now);
+    return true;
+  }
+
   #resolveRun(
     rec: TaskRecord,
     run: Run,
@@ -388,19 +405,7 @@ export class QueueService {
         ) as Array<{ task_id: string }>;
         for (const { task_id } of overdue) {
           const rec = this.#load(task_id)!;
-          const run = rec.runs.at(-1);
-          if (!run) {
-            const synthetic: Run = {
-              runId: 0,
-              state: 'pending',
-              reasonCreated: 'exception',
-              scheduled: iso(now),
-            };
-            rec.runs.push(synthetic);
-            this.#resolveRun(rec, synthetic, 'exception', 'deadline-exceeded', now);
-          } else if (run.state === 'pending' || run.state === 'running') {
-            this.#resolveRun(rec, run, 'exception', 'deadline-exceeded', now);
-          } else {
+          if (!this.#resolveOpenRun(rec, 'deadline-exceeded', now)) {
             rec.open = false;
             this.#save(rec);
           }
@@ -656,20 +661,7 @@ export class QueueService {
       const canceled: string[] = [];
       for (const { task_id } of ids) {
         const rec = this.#load(task_id)!;
-        const last = rec.runs.at(-1);
-        if (!last) {
-          const synthetic: Run = {
-            runId: 0,
-            state: 'pending',
-            reasonCreated: 'exception',
-            scheduled: iso(now),
-          };
-          rec.runs.push(synthetic);
-          this.#resolveRun(rec, synthetic, 'exception', 'canceled', now);
-        } else if (last.state === 'pending' || last.state === 'running') {
-          this.#resolveRun(rec, last, 'exception', 'canceled', now);
-        } else continue;
-        canceled.push(task_id);
+        if (this.#resolveOpenRun(rec, 'canceled', now)) canceled.push(task_id);
       }
       const size = this.#q('SELECT COUNT(*) AS n FROM tasks WHERE task_group_id = ?').get(taskGroupId) as {
         n: number;
@@ -735,19 +727,7 @@ export class QueueService {
       const now = Date.now();
       const rec = this.#mustLoad(taskId);
       if (now >= rec.deadline) throw conflict(`Task ${taskId} cannot be canceled: its deadline has passed`);
-      const last = rec.runs.at(-1);
-      if (!last) {
-        const synthetic: Run = {
-          runId: 0,
-          state: 'pending',
-          reasonCreated: 'exception',
-          scheduled: iso(now),
-        };
-        rec.runs.push(synthetic);
-        this.#resolveRun(rec, synthetic, 'exception', 'canceled', now);
-      } else if (last.state === 'pending' || last.state === 'running') {
-        this.#resolveRun(rec, last, 'exception', 'canceled', now);
-      }
+      this.#resolveOpenRun(rec, 'canceled', now);
       return { status: this.status(rec) };
     });
   }
