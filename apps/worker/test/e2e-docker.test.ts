@@ -2,7 +2,6 @@
 // processes, a real dockerd, tasks created and observed through the real taskcluster-client over HTTP.
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
-import taskcluster from 'taskcluster-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   containersOfTask,
@@ -16,20 +15,19 @@ import {
   startRegistry,
 } from './e2e-docker-helpers.js';
 import {
+  BACKING_LOG,
   cleanup,
+  createTaskIn,
   downloadText,
   type Proc,
   type QueueProc,
   startQueue,
-  taskDefinition,
   tcw,
   tempDir,
   until,
   waitForResolution,
   writeConfig,
 } from './helpers.js';
-
-const BACKING_LOG = 'public/logs/live_backing.log';
 
 describe('tcw start with the docker engine, against tcw queue', () => {
   let dir: string;
@@ -56,11 +54,8 @@ describe('tcw start with the docker engine, against tcw queue', () => {
     await cleanup(dir);
   });
 
-  const submit = async (payload: Record<string, unknown>, extra: Record<string, unknown> = {}) => {
-    const taskId = taskcluster.slugid();
-    await queue.queue.createTask(taskId, taskDefinition(taskQueueId, payload, extra));
-    return taskId;
-  };
+  const submit = (payload: Record<string, unknown>, extra: Record<string, unknown> = {}) =>
+    createTaskIn(queue, taskQueueId, payload, extra);
   const sh = (script: string, more: Record<string, unknown> = {}) => ({
     image: IMAGE,
     command: ['sh', '-c', script],
@@ -258,11 +253,8 @@ describe('tcw start with the docker engine: privileged when configured, and reco
     await cleanup(dir);
   });
 
-  const submit = async (payload: Record<string, unknown>, extra: Record<string, unknown> = {}) => {
-    const taskId = taskcluster.slugid();
-    await queue.queue.createTask(taskId, taskDefinition(taskQueueId, payload, extra));
-    return taskId;
-  };
+  const submit = (payload: Record<string, unknown>, extra: Record<string, unknown> = {}) =>
+    createTaskIn(queue, taskQueueId, payload, extra);
 
   it('with allowPrivileged, a privileged task still needs the scope docker-worker:capability:privileged', async () => {
     const taskId = await submit({

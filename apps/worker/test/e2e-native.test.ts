@@ -16,20 +16,19 @@ import {
   userOrGroupExists,
 } from './e2e-native-helpers.js';
 import {
+  BACKING_LOG,
   cleanup,
+  createTaskIn,
   downloadText,
   type Proc,
   type QueueProc,
   startQueue,
-  taskDefinition,
   tcw,
   tempDir,
   until,
   waitForResolution,
   writeConfig,
 } from './helpers.js';
-
-const BACKING_LOG = 'public/logs/live_backing.log';
 
 describe('tcw start with the native engine (per-task users), against tcw queue', () => {
   let dir: string;
@@ -78,11 +77,7 @@ describe('tcw start with the native engine (per-task users), against tcw queue',
     await cleanup(dir);
   });
 
-  const submit = async (payload: Record<string, unknown>) => {
-    const taskId = taskcluster.slugid();
-    await queue.queue.createTask(taskId, taskDefinition(taskQueueId, payload));
-    return taskId;
-  };
+  const submit = (payload: Record<string, unknown>) => createTaskIn(queue, taskQueueId, payload);
 
   it('the config file is 0600 and owned by root (the premise of the tests below)', async () => {
     const s = await stat(configPath);
@@ -485,11 +480,7 @@ describe('tcw start with the native engine: memory limit, graceful shutdown, cra
     await cleanup(dir);
   });
 
-  const submit = async (payload: Record<string, unknown>) => {
-    const taskId = taskcluster.slugid();
-    await queue.queue.createTask(taskId, taskDefinition(taskQueueId, payload));
-    return taskId;
-  };
+  const submit = (payload: Record<string, unknown>) => createTaskIn(queue, taskQueueId, payload);
 
   it('a task over its memory limit fails with a clear line in the log; the worker runs the next task', async () => {
     const hog = await submit({

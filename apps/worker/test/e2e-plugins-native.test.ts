@@ -7,7 +7,9 @@ import taskcluster from 'taskcluster-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { downloadBuffer, envOf, nativeConfig, sha256 } from './e2e-plugins-helpers.js';
 import {
+  BACKING_LOG,
   cleanup,
+  createTaskIn,
   downloadText,
   type Proc,
   type QueueProc,
@@ -30,7 +32,6 @@ function statusOf(url: string): Promise<number> {
   });
 }
 
-const BACKING_LOG = 'public/logs/live_backing.log';
 const LIVE_LOG = 'public/logs/live.log';
 
 describe('plugins on a native-engine worker, against tcw queue', () => {
@@ -72,11 +73,8 @@ describe('plugins on a native-engine worker, against tcw queue', () => {
     await cleanup(dir);
   });
 
-  const submit = async (payload: Record<string, unknown>, extra: Record<string, unknown> = {}) => {
-    const taskId = taskcluster.slugid();
-    await queue.queue.createTask(taskId, taskDefinition(taskQueueId, payload, extra));
-    return taskId;
-  };
+  const submit = (payload: Record<string, unknown>, extra: Record<string, unknown> = {}) =>
+    createTaskIn(queue, taskQueueId, payload, extra);
   const sh = (script: string) => ['sh', '-c', script];
 
   describe('env', () => {

@@ -6,7 +6,9 @@ import taskcluster from 'taskcluster-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { nativeConfig } from './e2e-plugins-helpers.js';
 import {
+  BACKING_LOG,
   cleanup,
+  createTaskIn,
   downloadText,
   type Proc,
   type QueueProc,
@@ -19,8 +21,6 @@ import {
   waitForResolution,
   writeConfig,
 } from './helpers.js';
-
-const BACKING_LOG = 'public/logs/live_backing.log';
 
 describe('plugins that stop the worker, and maxruntime settings', () => {
   let dir: string;
@@ -66,11 +66,7 @@ describe('plugins that stop the worker, and maxruntime settings', () => {
     const worker = tcw(['start', '--config', config]);
     workers.push(worker);
     await worker.waitFor(/worker started/);
-    const submit = async (payload: Record<string, unknown>) => {
-      const taskId = taskcluster.slugid();
-      await queue.queue.createTask(taskId, taskDefinition(taskQueueId, payload));
-      return taskId;
-    };
+    const submit = (payload: Record<string, unknown>) => createTaskIn(queue, taskQueueId, payload);
     return { worker, submit, base, markers: join(base, 'markers') };
   };
 

@@ -2,7 +2,6 @@
 // of `tcw queue` that refuses the first data PUTs with 503 (retried, the artifact arrives intact), the content
 // encoding of compressible artifacts, and the worker's memory while it uploads a 1 GiB file.
 import { join } from 'node:path';
-import taskcluster from 'taskcluster-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   downloadBuffer,
@@ -14,19 +13,19 @@ import {
   startFaultyProxy,
 } from './e2e-plugins-helpers.js';
 import {
+  BACKING_LOG,
   cleanup,
+  createTaskIn,
   downloadText,
   type Proc,
   type QueueProc,
   startQueue,
-  taskDefinition,
   tcw,
   tempDir,
   waitForResolution,
   writeConfig,
 } from './helpers.js';
 
-const BACKING_LOG = 'public/logs/live_backing.log';
 const MiB = 1024 * 1024;
 
 describe('artifact uploads of a native-engine worker', () => {
@@ -58,11 +57,7 @@ describe('artifact uploads of a native-engine worker', () => {
     await cleanup(dir);
   });
 
-  const submit = async (payload: Record<string, unknown>) => {
-    const taskId = taskcluster.slugid();
-    await queue.queue.createTask(taskId, taskDefinition(taskQueueId, payload));
-    return taskId;
-  };
+  const submit = (payload: Record<string, unknown>) => createTaskIn(queue, taskQueueId, payload);
 
   it('503 from the object store on the first PUTs: retried, the artifact arrives intact (sha256 matches)', async () => {
     const taskId = await submit({

@@ -2,25 +2,23 @@
 // script-engine worker (`tcw start`) against `tcw queue`, tasks created and observed with taskcluster-client.
 import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import taskcluster from 'taskcluster-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
+  BACKING_LOG,
   cleanup,
+  createTaskIn,
   downloadText,
   type Proc,
   processesWith,
   type QueueProc,
   scriptConfig,
   startQueue,
-  taskDefinition,
   tcw,
   tempDir,
   until,
   waitForResolution,
   writeConfig,
 } from './helpers.js';
-
-const BACKING_LOG = 'public/logs/live_backing.log';
 
 describe('plugins on a script-engine worker, against tcw queue', () => {
   let dir: string;
@@ -64,11 +62,7 @@ describe('plugins on a script-engine worker, against tcw queue', () => {
     await cleanup(dir);
   });
 
-  const submit = async (payload: Record<string, unknown>) => {
-    const taskId = taskcluster.slugid();
-    await queue.queue.createTask(taskId, taskDefinition(taskQueueId, payload));
-    return taskId;
-  };
+  const submit = (payload: Record<string, unknown>) => createTaskIn(queue, taskQueueId, payload);
 
   describe('env', () => {
     it('the script engine has no env capability: the env key is absent from the composed schema', async () => {

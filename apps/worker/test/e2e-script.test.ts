@@ -5,7 +5,9 @@ import { join } from 'node:path';
 import taskcluster from 'taskcluster-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
+  BACKING_LOG,
   cleanup,
+  createTaskIn,
   downloadText,
   type Proc,
   processesWith,
@@ -19,8 +21,6 @@ import {
   waitForResolution,
   writeConfig,
 } from './helpers.js';
-
-const BACKING_LOG = 'public/logs/live_backing.log';
 
 describe('tcw start with the script engine, against tcw queue', () => {
   let dir: string;
@@ -50,11 +50,7 @@ describe('tcw start with the script engine, against tcw queue', () => {
     await cleanup(dir);
   });
 
-  const submit = async (payload: Record<string, unknown>) => {
-    const taskId = taskcluster.slugid();
-    await queue.queue.createTask(taskId, taskDefinition(taskQueueId, payload));
-    return taskId;
-  };
+  const submit = (payload: Record<string, unknown>) => createTaskIn(queue, taskQueueId, payload);
 
   it.each([
     [0, 'completed', undefined],

@@ -7,6 +7,9 @@ import { fileURLToPath } from 'node:url';
 import taskcluster from 'taskcluster-client';
 import { stringify } from 'yaml';
 
+/** The task log every run uploads, on every path. */
+export const BACKING_LOG = 'public/logs/live_backing.log';
+
 export const CLI = fileURLToPath(new URL('../dist/cli.js', import.meta.url));
 export const FIXTURE = fileURLToPath(new URL('./fixtures/task-script.mjs', import.meta.url));
 
@@ -234,4 +237,16 @@ export async function until<T>(
 
 export async function cleanup(...dirs: string[]): Promise<void> {
   for (const dir of dirs) await rm(dir, { recursive: true, force: true });
+}
+
+/** Creates a task for `taskQueueId` through the real client; returns its taskId. */
+export async function createTaskIn(
+  queue: QueueProc,
+  taskQueueId: string,
+  payload: Record<string, unknown>,
+  extra: Record<string, unknown> = {},
+): Promise<string> {
+  const taskId = taskcluster.slugid();
+  await queue.queue.createTask(taskId, taskDefinition(taskQueueId, payload, extra));
+  return taskId;
 }
