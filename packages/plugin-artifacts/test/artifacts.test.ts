@@ -124,7 +124,7 @@ describe('artifacts plugin: payload schema', () => {
 
 describe('artifacts plugin: uploads', () => {
   it('uploads files and folders as object artifacts, with types from extensions and gzip for text', async () => {
-    const text = 'line of text\n'.repeat(200);
+    const text = 'line of text\n'.repeat(1000);
     const result = await runPluginTask({
       plugins: [artifacts()],
       payload: {
@@ -175,7 +175,7 @@ describe('artifacts plugin: uploads', () => {
   });
 
   it('names an artifact after its path when `name` is absent, and honours contentEncoding', async () => {
-    const text = 'compressible '.repeat(100);
+    const text = 'compressible '.repeat(1000);
     const result = await runPluginTask({
       plugins: [artifacts()],
       payload: {

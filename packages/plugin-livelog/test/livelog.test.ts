@@ -341,7 +341,7 @@ describe('livelog plugin: artifacts on every path', () => {
   });
 
   it('without livelog the backing log is still uploaded (by core) and there is no live.log', async () => {
-    const lines = Array.from({ length: 100 }, (_, i) => `plain line ${i}`);
+    const lines = Array.from({ length: 1000 }, (_, i) => `plain line ${i}`);
     const result = await runPluginTask({ plugins: [], payload: { mock: { log: lines } } });
     expect(result.resolution).toBe('completed');
     expect(result.artifacts.get(BACKING_LOG_NAME)).toMatchObject({

@@ -45,6 +45,17 @@ describe('ArtifactUploader', () => {
     ).toBe(true);
   });
 
+  it('sends small compressible content inline as it is: no gzip, no data PUT', async () => {
+    const text = 'a short task log line\n'.repeat(100); // 2.2 KB: over the gzip threshold, under 8 KiB
+    await writeFile(join(dir, 'short.log'), text);
+    queue.failNext('put', 400); // a data PUT would fail the upload
+    const up = await uploader.uploadFile({ name: 'public/short.log', path: join(dir, 'short.log') });
+    expect(up).toMatchObject({ contentEncoding: 'identity', size: text.length });
+    expect(queue.artifactData(taskId, 'public/short.log').toString()).toBe(text);
+    const upload = queue.calls.find((c) => c.method === 'createUpload');
+    expect(JSON.stringify(upload?.args)).toContain('dataInline');
+  });
+
   it('gzips compressible content on the wire; hashes are of the original bytes', async () => {
     const text = 'a line of log text\n'.repeat(5000);
     await writeFile(join(dir, 'big.log'), text);

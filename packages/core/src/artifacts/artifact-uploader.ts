@@ -193,10 +193,12 @@ export class ArtifactUploader {
     const objectCreds = created.credentials;
     const upload = { projectId: created.projectId, uploadId: created.uploadId, expires: created.expires };
 
-    let prepared = await this.#prepare(path, size, wantGzip);
+    // small content goes inline in createUpload (one call, no data PUT), as it is: gzip would not pay off
+    const inline = size < DATA_INLINE_MAX;
+    let prepared = await this.#prepare(path, size, wantGzip && !inline);
     try {
       let hashes: { sha256: string; sha512: string };
-      if (prepared.encoding === 'identity' && size < DATA_INLINE_MAX) {
+      if (inline) {
         const data = await readFile(path);
         hashes = {
           sha256: createHash('sha256').update(data).digest('hex'),

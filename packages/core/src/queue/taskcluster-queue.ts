@@ -20,6 +20,11 @@ export interface TaskclusterQueueOptions {
   timeoutMs?: number;
   /** Retries of 5xx and network errors made by taskcluster-client (default 5, so 6 attempts). */
   retries?: number;
+  /**
+   * Builds the API clients instead of taskcluster-client, e.g. the embedded local queue's in-process clients
+   * (`LocalQueue.client`): same method names, arguments, answers and error shapes (`statusCode`), no HTTP.
+   */
+  clientFactory?: (kind: 'Queue' | 'Object', credentials: Credentials) => object;
 }
 
 interface ClientError extends Error {
@@ -57,6 +62,7 @@ export class TaskclusterQueue implements QueuePort {
   #credentials: Credentials;
   readonly #timeout: number;
   readonly #retries: number;
+  readonly #factory: TaskclusterQueueOptions['clientFactory'];
   /** Built clients by kind and credentials, least recently used first. */
   readonly #clients = new Map<string, Client>();
   /**
@@ -74,6 +80,7 @@ export class TaskclusterQueue implements QueuePort {
     this.#credentials = options.credentials;
     this.#timeout = options.timeoutMs ?? 60_000;
     this.#retries = options.retries ?? 5;
+    this.#factory = options.clientFactory;
   }
 
   /** Replace the worker's own credentials (new-credentials from worker-runner, re-registration). */
@@ -87,15 +94,19 @@ export class TaskclusterQueue implements QueuePort {
     if (client) {
       this.#clients.delete(key);
     } else {
-      client = new taskcluster[kind]({
-        rootUrl: this.rootUrl,
-        credentials,
-        timeout: this.#timeout,
-        retries: this.#retries,
-      });
-      // taskcluster-client@87 reads its agents from `_httpAgent` on every request; its `agent` option would
-      // build a new agent pair per client (so per task credentials), which defeats the reuse.
-      client._httpAgent = this.#agents;
+      if (this.#factory) {
+        client = this.#factory(kind, credentials);
+      } else {
+        client = new taskcluster[kind]({
+          rootUrl: this.rootUrl,
+          credentials,
+          timeout: this.#timeout,
+          retries: this.#retries,
+        });
+        // taskcluster-client@87 reads its agents from `_httpAgent` on every request; its `agent` option would
+        // build a new agent pair per client (so per task credentials), which defeats the reuse.
+        client._httpAgent = this.#agents;
+      }
       if (this.#clients.size >= CLIENT_CACHE_SIZE) {
         const oldest = this.#clients.keys().next().value;
         if (oldest !== undefined) this.#clients.delete(oldest);

@@ -67,6 +67,8 @@ export interface TaskRunOutcome {
   fatal: boolean;
   /** The error that decided an exception, if any. */
   error?: Error;
+  /** Milliseconds spent in each stage, in order (`prepare`, `build`, `start`, `run`, … `dispose`). */
+  timings: Record<string, number>;
 }
 
 class AbortedError extends TcwError {
@@ -98,6 +100,15 @@ export class TaskRun {
   #finished = false;
   #timers = new Set<NodeJS.Timeout>();
   #watchStopped = new AbortController();
+  readonly #timings: Record<string, number> = {};
+  #lastMark = performance.now();
+
+  /** Ends a stage: records the time since the previous mark under `stage`. */
+  #mark(stage: string): void {
+    const now = performance.now();
+    this.#timings[stage] = Math.round((now - this.#lastMark) * 100) / 100;
+    this.#lastMark = now;
+  }
 
   constructor(options: TaskRunOptions) {
     this.#o = options;
@@ -192,6 +203,7 @@ export class TaskRun {
     });
 
     this.#startKeepAlive();
+    this.#mark('setup');
     const started = Date.now();
     log.info(
       `Task ${this.taskId} run ${this.runId} on ${o.worker.workerGroup}/${o.worker.workerId} ` +
@@ -239,6 +251,7 @@ export class TaskRun {
         entries.push(entry);
       }
       await runForward(hookOptions, entries, 'prepare', {}, this.#abort.signal);
+      this.#mark('prepare');
       this.#checkAbort();
       builder = await o.engine.newSandboxBuilder({
         task: info,
@@ -250,18 +263,23 @@ export class TaskRun {
         credentials: () => this.#credentials,
       });
       await runForward(hookOptions, entries, 'buildSandbox', { builder }, this.#abort.signal);
+      this.#mark('build');
       this.#checkAbort();
       const sandbox = await builder.start();
+      this.#mark('start');
       builder = undefined;
       this.#sandbox = sandbox;
       if (this.#abortReason) void this.#stopSandbox(o.abortGraceMs ?? 10_000);
       // a plugin failed the task (control.fail) before there was a sandbox to stop: stop it now
       else if (this.#failure !== undefined) void this.#stopSandbox(0);
       await runForward(hookOptions, entries, 'started', { sandbox }, this.#abort.signal);
+      this.#mark('started');
       const result = await sandbox.wait();
       this.#result = result;
+      this.#mark('run');
       this.#checkAbort();
       const verdicts = await runForward(hookOptions, entries, 'stopped', { result }, this.#abort.signal);
+      this.#mark('stopped');
       if (result.error) throw result.error;
       const success = result.success && this.#failure === undefined && verdicts.every((v) => v !== false);
       log.info(
@@ -269,6 +287,7 @@ export class TaskRun {
           (result.exitCode !== null ? ` (exit code ${result.exitCode})` : ''),
       );
       const uploaded = await closeAndUpload();
+      this.#mark('log');
       await runForward(
         hookOptions,
         entries,
@@ -277,6 +296,7 @@ export class TaskRun {
         this.#abort.signal,
       );
       resolution = { state: success ? 'completed' : 'failed' };
+      this.#mark('finished');
     } catch (error) {
       let reason: ExceptionReason | AbortReason;
       if (this.#abortReason) {
@@ -318,7 +338,9 @@ export class TaskRun {
         `=== Task Finished === ${resolution ? describeResolution(resolution) : 'run gone'} after ` +
           `${((Date.now() - started) / 1000).toFixed(3)} s`,
       );
+      this.#mark('failed');
       const uploaded = await closeAndUpload();
+      this.#mark('log');
       const teardownErrors = await runTeardown(
         hookOptions,
         entries,
@@ -327,6 +349,7 @@ export class TaskRun {
         new AbortController().signal,
       );
       fatal = this.#reportTeardown(teardownErrors) || fatal;
+      this.#mark('exception');
     }
 
     // Resolve before disposing (uploads are done; a slow dispose must not risk the claim).
@@ -339,6 +362,7 @@ export class TaskRun {
       reported = answer === 'reported';
       runGone = answer === 'gone';
     }
+    this.#mark('report');
 
     const disposeErrors = await runTeardown(
       hookOptions,
@@ -362,6 +386,7 @@ export class TaskRun {
     await log.remove().catch(() => {});
     await uploader.dispose().catch(() => {});
     await rm(dir, { recursive: true, force: true }).catch(() => {});
+    this.#mark('dispose');
 
     const outcome: TaskRunOutcome = {
       taskId: this.taskId,
@@ -371,12 +396,15 @@ export class TaskRun {
       reported,
       fatal,
       ...(decidingError ? { error: decidingError } : {}),
+      timings: this.#timings,
     };
+    this.#logger.debug({ timings: this.#timings }, 'task run timings (ms per stage)');
     o.events.emit('task-resolved', {
       taskId: this.taskId,
       runId: this.runId,
       resolution: reported ? resolution : undefined,
       fatal,
+      timings: this.#timings,
     });
     return outcome;
   }

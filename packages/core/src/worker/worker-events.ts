@@ -15,6 +15,8 @@ export interface WorkerEventMap {
       /** What was reported; undefined when the run was gone (cancelled, deadline, claim expired). */
       resolution: Resolution | undefined;
       fatal: boolean;
+      /** Milliseconds per stage of the run (see `TaskRunOutcome.timings`). */
+      timings: Record<string, number>;
     },
   ];
   /** No task has been running for `idleMs`. */
