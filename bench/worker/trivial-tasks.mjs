@@ -65,15 +65,31 @@ async function throughWorker(capacity) {
     engine: 'script',
     engines: { script: { command: SCRIPT, schema: { type: 'object', properties: {} } } },
     plugins: noPlugins ? { disabled: ['env', 'logprefix', 'maxruntime', 'artifacts', 'livelog'] } : {},
-    logging: { level: 'warn', pretty: false },
+    logging: { level: process.env.TCW_BENCH_LOG_LEVEL ?? 'warn', pretty: false },
   };
   const path = join(dir, 'worker.json');
   await writeFile(path, JSON.stringify(config));
-  const child = spawn(process.execPath, [CLI, 'start', '--config', path], {
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
+  const child = spawn(
+    process.execPath,
+    [...(process.env.TCW_BENCH_NODE_ARGS?.split(' ').filter(Boolean) ?? []), CLI, 'start', '--config', path],
+    {
+      stdio: ['ignore', 'pipe', process.env.TCW_BENCH_LOG_LEVEL ? 'pipe' : 'inherit'],
+    },
+  );
   let out = '';
   child.stdout.on('data', (c) => (out += c));
+  // TCW_BENCH_LOG_LEVEL=debug: the worker's per-stage timings of every task, averaged below
+  const timings = [];
+  let errBuf = '';
+  child.stderr?.on('data', (c) => {
+    errBuf += c;
+    const lines = errBuf.split('\n');
+    errBuf = lines.pop();
+    for (const line of lines) {
+      if (line.includes('task run timings')) timings.push(JSON.parse(line).timings);
+      else if (/"level":(4|5|6)0/.test(line)) process.stderr.write(`${line}\n`);
+    }
+  });
   while (!/TASKCLUSTER_ACCESS_TOKEN=/.test(out)) {
     if (child.exitCode !== null) throw new Error(`tcw start exited ${child.exitCode}`);
     await new Promise((r) => setTimeout(r, 20));
@@ -107,7 +123,18 @@ async function throughWorker(capacity) {
   }
   for (const id of ids) await waitResolved(queue, id);
   const ms = performance.now() - t0;
-  const states = new Set(await Promise.all(ids.map(async (id) => (await queue.status(id)).status.state)));
+  const statuses = await Promise.all(ids.map(async (id) => (await queue.status(id)).status));
+  const states = new Set(statuses.map((s) => s.state));
+  // where the time goes: claimed → resolved (the run) and resolved → next claimed (the gap), from the queue's clock
+  const runs = statuses
+    .map((s) => s.runs.at(-1))
+    .sort((a, b) => Date.parse(a.started) - Date.parse(b.started));
+  const runMs = runs.reduce((t, r) => t + Date.parse(r.resolved) - Date.parse(r.started), 0) / runs.length;
+  const stages = {};
+  for (const t of timings.slice(1)) for (const [k, v] of Object.entries(t)) stages[k] = (stages[k] ?? 0) + v;
+  for (const k of Object.keys(stages)) stages[k] = +(stages[k] / Math.max(1, timings.length - 1)).toFixed(2);
+  if (timings.length) console.log(`capacity ${capacity}: mean ms per stage`, stages);
+  lastTimes = { runMs };
   child.kill('SIGTERM');
   await new Promise((r) => child.once('exit', r));
   await rm(dir, { recursive: true, force: true });
@@ -124,6 +151,7 @@ async function waitResolved(queue, taskId) {
   }
 }
 
+let lastTimes = {};
 const rows = [];
 for (const concurrency of [1, 4]) {
   const base = await direct(concurrency);
@@ -136,6 +164,7 @@ for (const concurrency of [1, 4]) {
     'tcw tasks/s': ((N / worker) * 1000).toFixed(1),
     'overhead ms/task': ((worker - base) / N).toFixed(2),
     ratio: (worker / base).toFixed(2),
+    'run ms (claim→resolve)': lastTimes.runMs.toFixed(1),
   });
 }
 console.log(

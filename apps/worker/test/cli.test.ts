@@ -266,6 +266,62 @@ describe('tcw start on the embedded queue, and signals', () => {
     }
   });
 
+  for (const inProcess of [true, false]) {
+    it(`reaches the embedded queue ${inProcess ? 'in-process (default)' : 'over HTTP (localQueue.inProcess: false)'}: completed, failed, cancelled, artifacts and logs`, async () => {
+      const dir = await tempDir('tcw-inprocess-');
+      try {
+        await mkdir(join(dir, 'markers'));
+        const taskQueueId = 'tcw/inprocess';
+        const config = await writeConfig(dir, {
+          ...scriptConfig({ markerDir: join(dir, 'markers'), workDir: join(dir, 'work'), taskQueueId }),
+          localQueue: { stateDir: join(dir, 'queue'), port: 0, ...(inProcess ? {} : { inProcess: false }) },
+        });
+        const worker = tcw(['start', '--config', config]);
+        await worker.waitFor(/TASKCLUSTER_ACCESS_TOKEN=.*\n/, 'stdout');
+        await worker.waitFor(/worker started/);
+        const { parseExports, taskDefinition, downloadText } = await import('./helpers.js');
+        const taskcluster = (await import('taskcluster-client')).default;
+        const e = parseExports(worker.stdout());
+        const q = new taskcluster.Queue({
+          rootUrl: e.TASKCLUSTER_ROOT_URL!,
+          credentials: { clientId: e.TASKCLUSTER_CLIENT_ID!, accessToken: e.TASKCLUSTER_ACCESS_TOKEN! },
+        });
+        const create = async (payload: Record<string, unknown>) => {
+          const taskId = taskcluster.slugid();
+          await q.createTask(taskId, taskDefinition(taskQueueId, payload));
+          return taskId;
+        };
+        const ok = await create({ stdout: 'in-process ok', files: { 'artifacts/public/out.txt': 'result' } });
+        const failed = await create({ stdout: 'about to fail', exitCode: 1 });
+        expect((await waitForResolution(q, ok)).state).toBe('completed');
+        expect((await waitForResolution(q, failed)).state).toBe('failed');
+        expect(await downloadText(q, ok, 'public/out.txt')).toBe('result');
+        expect(await downloadText(q, ok, 'public/logs/live_backing.log')).toContain('in-process ok');
+        expect(await downloadText(q, failed, 'public/logs/live_backing.log')).toContain('about to fail');
+        const slow = await create({ sleepMs: 60_000, stdout: 'long' });
+        await worker.waitFor(new RegExp(`claimed task.*${slow}|${slow}.*claimed task`));
+        await q.cancelTask(slow);
+        const cancelled = await waitForResolution(q, slow, 10_000);
+        expect(cancelled).toMatchObject({ state: 'exception', reasonResolved: 'canceled' });
+        await worker.waitFor(new RegExp(`${slow}.*"timings"|"timings".*${slow}`));
+        worker.kill('SIGTERM');
+        expect(await worker.exited).toBe(0);
+        // the queue logs every HTTP request at debug level: the worker's own calls show up only over HTTP
+        const workerCalls = worker
+          .stderr()
+          .split('\n')
+          .filter(
+            (l) =>
+              /"msg":"request"/.test(l) && /"route":"(claimWork|reportCompleted|createArtifact)"/.test(l),
+          );
+        if (inProcess) expect(workerCalls).toEqual([]);
+        else expect(workerCalls.length).toBeGreaterThan(3);
+      } finally {
+        await cleanup(dir);
+      }
+    });
+  }
+
   it('a second SIGTERM stops now: the running task is resolved worker-shutdown', async () => {
     const dir = await tempDir('tcw-stopnow-');
     const queue = await startQueue(join(dir, 'queue'));

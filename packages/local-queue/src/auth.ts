@@ -191,6 +191,98 @@ function hawkMac(
   return hmacB64(key, normalized);
 }
 
+/**
+ * The key (access token) and scopes of a caller: a static client's, or those of temporary credentials whose
+ * certificate is checked like the auth service does (signature, issuer, validity, the issuer's scopes).
+ */
+function clientKey(
+  clientId: string,
+  certificate: Certificate | string | undefined,
+  lookupClient: (clientId: string) => StaticClient | undefined,
+  now: number,
+  expand: (scopes: readonly string[]) => string[],
+): { key: string; scopes: string[] } {
+  let key: string;
+  let scopes: string[];
+  if (certificate !== undefined) {
+    let cert = certificate;
+    if (typeof cert === 'string') {
+      try {
+        cert = JSON.parse(cert) as Certificate;
+      } catch {
+        throw unauthorized('ext.certificate is not valid JSON');
+      }
+    }
+    if (
+      typeof cert !== 'object' ||
+      cert === null ||
+      cert.version !== 1 ||
+      !Array.isArray(cert.scopes) ||
+      typeof cert.seed !== 'string' ||
+      cert.seed.length !== 44 ||
+      typeof cert.start !== 'number' ||
+      typeof cert.expiry !== 'number' ||
+      typeof cert.signature !== 'string'
+    ) {
+      throw unauthorized('ext.certificate is malformed');
+    }
+    if (cert.start > now + CERT_GRACE_MS) throw unauthorized('ext.certificate.start > now');
+    if (cert.expiry < now - CERT_GRACE_MS) throw unauthorized('ext.certificate.expiry < now');
+    if (cert.expiry - cert.start > 31 * 24 * 3600 * 1000) {
+      throw unauthorized('ext.certificate cannot last longer than 31 days');
+    }
+    const issuerId = cert.issuer ?? clientId;
+    if (cert.issuer !== undefined && cert.issuer === clientId) {
+      throw unauthorized('ext.certificate.issuer must differ from the supplied clientId');
+    }
+    const issuer = lookupClient(issuerId);
+    if (!issuer) throw unauthorized(`ext.certificate issuer \`${issuerId}\` is unknown`);
+    const expected = certificateSignature(
+      issuer.accessToken,
+      cert,
+      cert.issuer !== undefined ? clientId : undefined,
+    );
+    if (!safeEqual(expected, cert.signature)) throw unauthorized('ext.certificate.signature is not valid');
+    if (cert.issuer !== undefined && !hasScope(issuer.scopes, `auth:create-client:${clientId}`)) {
+      throw unauthorized(`issuer \`${issuerId}\` lacks auth:create-client:${clientId}`);
+    }
+    for (const s of cert.scopes) {
+      if (typeof s !== 'string' || !hasScope(issuer.scopes, s)) {
+        throw unauthorized(`ext.certificate issuer \`${issuerId}\` does not have sufficient scopes`);
+      }
+    }
+    key = temporaryAccessToken(issuer.accessToken, cert.seed);
+    scopes = expand(cert.scopes);
+  } else {
+    const client = lookupClient(clientId);
+    if (!client) throw unauthorized(`Client \`${clientId}\` is unknown`);
+    key = client.accessToken;
+    scopes = [...client.scopes];
+  }
+
+  return { key, scopes };
+}
+
+/**
+ * Checks credentials handed over in-process (the embedded worker's calls, no HTTP): the same client lookup,
+ * certificate checks and scopes as `authenticate`, with the access token compared instead of a Hawk MAC.
+ */
+export function authenticateCredentials(
+  credentials: { clientId: string; accessToken: string; certificate?: string | Certificate | undefined },
+  lookupClient: (clientId: string) => StaticClient | undefined,
+  anonymousScopes: readonly string[],
+  now = Date.now(),
+  expand: (scopes: readonly string[]) => string[] = (x) => [...x],
+): AuthResult {
+  const certificate =
+    credentials.certificate === '' || credentials.certificate === null ? undefined : credentials.certificate;
+  const { key, scopes } = clientKey(credentials.clientId, certificate, lookupClient, now, expand);
+  if (typeof credentials.accessToken !== 'string' || !safeEqual(key, credentials.accessToken)) {
+    throw unauthorized('Bad access token');
+  }
+  return { clientId: credentials.clientId, scopes: [...scopes, ...anonymousScopes] };
+}
+
 export interface AuthenticateRequest {
   method: string;
   /** Path plus query, exactly as sent. */
@@ -254,63 +346,8 @@ export function authenticate(
   }
 
   const clientId = attrs.id;
-  let key: string;
-  let scopes: string[];
-  if (ext.certificate !== undefined) {
-    let cert = ext.certificate;
-    if (typeof cert === 'string') {
-      try {
-        cert = JSON.parse(cert) as Certificate;
-      } catch {
-        throw unauthorized('ext.certificate is not valid JSON');
-      }
-    }
-    if (
-      typeof cert !== 'object' ||
-      cert === null ||
-      cert.version !== 1 ||
-      !Array.isArray(cert.scopes) ||
-      typeof cert.seed !== 'string' ||
-      cert.seed.length !== 44 ||
-      typeof cert.start !== 'number' ||
-      typeof cert.expiry !== 'number' ||
-      typeof cert.signature !== 'string'
-    ) {
-      throw unauthorized('ext.certificate is malformed');
-    }
-    if (cert.start > now + CERT_GRACE_MS) throw unauthorized('ext.certificate.start > now');
-    if (cert.expiry < now - CERT_GRACE_MS) throw unauthorized('ext.certificate.expiry < now');
-    if (cert.expiry - cert.start > 31 * 24 * 3600 * 1000) {
-      throw unauthorized('ext.certificate cannot last longer than 31 days');
-    }
-    const issuerId = cert.issuer ?? clientId;
-    if (cert.issuer !== undefined && cert.issuer === clientId) {
-      throw unauthorized('ext.certificate.issuer must differ from the supplied clientId');
-    }
-    const issuer = lookupClient(issuerId);
-    if (!issuer) throw unauthorized(`ext.certificate issuer \`${issuerId}\` is unknown`);
-    const expected = certificateSignature(
-      issuer.accessToken,
-      cert,
-      cert.issuer !== undefined ? clientId : undefined,
-    );
-    if (!safeEqual(expected, cert.signature)) throw unauthorized('ext.certificate.signature is not valid');
-    if (cert.issuer !== undefined && !hasScope(issuer.scopes, `auth:create-client:${clientId}`)) {
-      throw unauthorized(`issuer \`${issuerId}\` lacks auth:create-client:${clientId}`);
-    }
-    for (const s of cert.scopes) {
-      if (typeof s !== 'string' || !hasScope(issuer.scopes, s)) {
-        throw unauthorized(`ext.certificate issuer \`${issuerId}\` does not have sufficient scopes`);
-      }
-    }
-    key = temporaryAccessToken(issuer.accessToken, cert.seed);
-    scopes = expand(cert.scopes);
-  } else {
-    const client = lookupClient(clientId);
-    if (!client) throw unauthorized(`Client \`${clientId}\` is unknown`);
-    key = client.accessToken;
-    scopes = [...client.scopes];
-  }
+  const { key, scopes: granted } = clientKey(clientId, ext.certificate, lookupClient, now, expand);
+  let scopes = granted;
 
   const expectedMac = hawkMac(
     key,

@@ -6,10 +6,13 @@ import { join, resolve } from 'node:path';
 import { expandScopes, type StaticClient } from './auth.js';
 import { openDatabase } from './db.js';
 import { randomToken } from './ids.js';
-import { createHandler, type FaultSpec } from './server.js';
+import { createHandler, type FaultSpec, type InProcessClient, type InProcessCredentials } from './server.js';
 import { type Logger, QueueService } from './service.js';
 
-export type { FaultSpec } from './server.js';
+export type { FaultSpec, InProcessClient, InProcessCredentials } from './server.js';
+
+/** The services an in-process client can talk to. */
+export type LocalQueueService = 'queue' | 'object' | 'auth' | 'secrets' | 'worker-manager';
 
 /** A static client: like `auth.createClient` on a real deployment. */
 export interface LocalQueueClientConfig {
@@ -92,7 +95,18 @@ export interface LocalQueue {
    * `task-failed`, `task-exception`, `task-resolved`, `artifact-created`; each with `{taskId, runId?, status, …}`.
    */
   events: EventEmitter;
-  /** For tests: make the next N requests of a route fail (500 by default). */
+  /**
+   * An in-process client of one service, for code running in the same process as the queue (the embedded
+   * worker): the methods of taskcluster-client's client of that service, with the same arguments, answers,
+   * errors (`statusCode`, `code`), credential and scope checks and injected faults, but no HTTP or Hawk.
+   * Without credentials it calls with the anonymous scopes. Object data still moves through the data URLs.
+   */
+  client(
+    service: LocalQueueService,
+    credentials?: InProcessCredentials,
+    options?: { retries?: number },
+  ): InProcessClient;
+  /** For tests: make the next N requests (HTTP or in-process) of a route fail (500 by default). */
   injectFaults(spec: FaultSpec | FaultSpec[]): void;
   clearFaults(): void;
   /** Bulk insert without HTTP (benches): n tasks from a template (default queue `local/bench`). */
@@ -219,7 +233,7 @@ export async function startLocalQueue(options: LocalQueueOptions): Promise<Local
     svc.setSecret(name, value, Date.parse('9999-12-31T00:00:00.000Z'));
   }
 
-  const { handler, injectFaults, clearFaults } = createHandler({
+  const { handler, inProcessClient, injectFaults, clearFaults } = createHandler({
     svc,
     logger,
     lookupClient: (id) => clients.get(id),
@@ -268,6 +282,10 @@ export async function startLocalQueue(options: LocalQueueOptions): Promise<Local
     rootUrl: baseUrl,
     rootCredentials: { ...root },
     events,
+    client: (service, credentials, options) => {
+      if (closed) throw new Error('the local queue is closed');
+      return inProcessClient(service, credentials, options);
+    },
     injectFaults,
     clearFaults,
     createTasks: async (n, template) => svc.createTasks(n, template),

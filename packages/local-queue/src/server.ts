@@ -1,6 +1,6 @@
 import { createReadStream } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { type AuthResult, authenticate, type StaticClient } from './auth.js';
+import { type AuthResult, authenticate, authenticateCredentials, type StaticClient } from './auth.js';
 import { ApiError, badRequest, notFound } from './errors.js';
 import type { Logger, QueueService } from './service.js';
 
@@ -222,6 +222,37 @@ function matchRoute(route: Route, segments: string[]): Record<string, string> | 
   return segments.length === route.parts.length ? params : undefined;
 }
 
+/** Credentials given to an in-process client: like taskcluster-client's `credentials` option. */
+export interface InProcessCredentials {
+  clientId: string;
+  accessToken: string;
+  /** Temporary credentials' certificate (JSON string or object). */
+  certificate?: string | Record<string, unknown> | undefined;
+}
+
+/** An in-process client of one service: method name → async call (see `LocalQueue.client`). */
+// biome-ignore lint/suspicious/noExplicitAny: mirrors taskcluster-client's untyped generated methods
+export type InProcessClient = Record<string, (...args: any[]) => Promise<any>>;
+
+/** The error an in-process call rejects with: shaped like taskcluster-client's. */
+function inProcessError(
+  e: ApiError,
+  method: string,
+  params: Record<string, string>,
+  payload: unknown,
+): Error {
+  const error = new Error(e.message) as Error & {
+    statusCode: number;
+    code: string;
+    body: Record<string, unknown>;
+  };
+  error.name = e.code;
+  error.statusCode = e.statusCode;
+  error.code = e.code;
+  error.body = { code: e.code, message: e.message, requestInfo: { method, params, payload } };
+  return error;
+}
+
 export interface HttpHandlerOptions {
   svc: QueueService;
   logger: Logger;
@@ -441,8 +472,89 @@ export function createHandler(o: HttpHandlerOptions) {
     });
   }
 
+  /**
+   * In-process clients: one async method per API method of a service, named and called like
+   * taskcluster-client's (`queue.claimWork(taskQueueId, payload)`, `object.createUpload(name, payload)`): the URL
+   * parameters in order, then the payload for methods that take one, then a query object. Same routes, same
+   * credential and scope checks, same faults as over HTTP; no HTTP, no Hawk. Errors carry `statusCode`, `code` and
+   * `body` like taskcluster-client's; 5xx answers are retried like taskcluster-client does (`retries`, default 5).
+   */
+  const inProcessClient = (
+    service: string,
+    credentials: InProcessCredentials | undefined,
+    options: { retries?: number } = {},
+  ): InProcessClient => {
+    const client: InProcessClient = {};
+    const retries = options.retries ?? 5;
+    for (const route of routes) {
+      if (route.service !== service) continue;
+      const names = route.parts.filter((p) => p.startsWith(':')).map((p) => p.replace(/^:|\*$/g, ''));
+      const hasBody = route.method === 'PUT' || route.method === 'POST';
+      client[route.name] = async (...args: unknown[]) => {
+        const params: Record<string, string> = {};
+        names.forEach((n, i) => {
+          const v = args[i];
+          if (typeof v !== 'string' && typeof v !== 'number') {
+            throw new TypeError(`${service}.${route.name}: URL parameter ${n} must be a string`);
+          }
+          params[n] = String(v);
+        });
+        const rest = args.slice(names.length);
+        // JSON in and out, as over HTTP: nothing is shared between the caller and the queue's state
+        const body = hasBody && rest[0] !== undefined ? JSON.parse(JSON.stringify(rest[0])) : undefined;
+        const queryArg = (hasBody ? rest[1] : rest[0]) as Record<string, unknown> | undefined;
+        const query = new URLSearchParams();
+        for (const [k, v] of Object.entries(queryArg ?? {})) if (v !== undefined) query.set(k, String(v));
+        for (let attempt = 0; ; attempt++) {
+          try {
+            const faultStatus = takeFault(service, route.name);
+            if (faultStatus !== undefined) {
+              throw new ApiError(
+                faultStatus,
+                faultStatus >= 500 ? 'InternalServerError' : 'InjectedFault',
+                `injected fault on ${route.name}`,
+              );
+            }
+            const auth: AuthResult =
+              route.open || !credentials
+                ? { clientId: undefined, scopes: [...o.anonymousScopes] }
+                : authenticateCredentials(
+                    credentials as Parameters<typeof authenticateCredentials>[0],
+                    o.lookupClient,
+                    o.anonymousScopes,
+                    Date.now(),
+                    o.expand,
+                  );
+            const result = await route.handler({
+              params,
+              query,
+              body,
+              auth,
+              signal: new AbortController().signal,
+            });
+            const value = result instanceof Reply ? result.body : result;
+            return value === undefined ? {} : JSON.parse(JSON.stringify(value));
+          } catch (err) {
+            const e =
+              err instanceof ApiError
+                ? err
+                : new ApiError(500, 'InternalServerError', 'Internal error (see the queue log)');
+            if (!(err instanceof ApiError)) o.logger.error('request failed', { route: route.name, err });
+            if (e.statusCode >= 500 && attempt < retries) {
+              await new Promise((r) => setTimeout(r, Math.min(100 * 2 ** attempt, 5000)));
+              continue;
+            }
+            throw inProcessError(e, route.name, params, body);
+          }
+        }
+      };
+    }
+    return client;
+  };
+
   return {
     handler,
+    inProcessClient,
     injectFaults(spec: FaultSpec | FaultSpec[]): void {
       for (const f of Array.isArray(spec) ? spec : [spec]) {
         if (!f || typeof f.route !== 'string')

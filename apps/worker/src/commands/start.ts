@@ -86,7 +86,14 @@ export async function startWorker(loaded: LoadedConfig, options: StartOptions): 
 
   const w = config.worker ?? {};
   const workerOptions: WorkerOptions = {
-    queue: new TaskclusterQueue({ rootUrl, credentials }),
+    queue: new TaskclusterQueue({
+      rootUrl,
+      credentials,
+      // the embedded queue is in this process: call it directly (same credential and scope checks, no HTTP)
+      ...(localQueue && config.localQueue?.inProcess !== false
+        ? { clientFactory: inProcessClients(localQueue) }
+        : {}),
+    }),
     engine: composition.engine,
     plugins: composition.plugins,
     identity,
@@ -121,6 +128,13 @@ export async function startWorker(loaded: LoadedConfig, options: StartOptions): 
     await localQueue?.close();
   });
   return { worker, localQueue, rootUrl, credentials, logger, loaded, done };
+}
+
+function inProcessClients(localQueue: LocalQueue) {
+  return (
+    kind: 'Queue' | 'Object',
+    credentials: { clientId: string; accessToken: string; certificate?: string },
+  ) => localQueue.client(kind === 'Queue' ? 'queue' : 'object', credentials);
 }
 
 /** Maps a startup error to an exit code and a message for the operator. */

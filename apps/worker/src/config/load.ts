@@ -26,7 +26,13 @@ export interface WorkerConfig {
   rootUrl?: string;
   credentials?: { clientId: string; accessToken: string; certificate?: string | object };
   worker?: WorkerSection;
-  localQueue?: { stateDir?: string; host?: string; port?: number; config?: Record<string, unknown> };
+  localQueue?: {
+    stateDir?: string;
+    host?: string;
+    port?: number;
+    config?: Record<string, unknown>;
+    inProcess?: boolean;
+  };
   engine: string;
   engines?: Record<string, Record<string, unknown>>;
   plugins?: { disabled?: string[] } & Record<string, unknown>;

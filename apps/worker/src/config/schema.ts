@@ -56,6 +56,11 @@ export const workerConfigSchema: JSONSchema = {
         host: { type: 'string', minLength: 1 },
         port: { type: 'integer', minimum: 0, maximum: 65535 },
         config: { type: 'object', description: 'the local queue config (clients, secrets, timeouts)' },
+        inProcess: {
+          type: 'boolean',
+          description:
+            'the worker calls the embedded queue in-process, with the same credential and scope checks (default true); false: over HTTP like any client',
+        },
       },
       description: 'The embedded local queue, used when there is no rootUrl.',
     },

@@ -1,0 +1,153 @@
+// LocalQueue.client: the embedded worker's in-process calls. They must check credentials and scopes exactly like
+// the HTTP API does (a worker in the same process gains nothing), answer and fail in taskcluster-client's shapes,
+// and see the same state as HTTP clients (the tasks are created and read back over real HTTP here).
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import {
+  expectStatus,
+  type Harness,
+  LIMITED,
+  startHarness,
+  taskcluster,
+  taskDef,
+  WORKER,
+} from './helpers.js';
+
+describe('local queue: in-process clients', () => {
+  let h: Harness;
+  beforeEach(async () => {
+    h = await startHarness();
+  });
+  afterEach(async () => {
+    await h.close();
+  });
+
+  // biome-ignore lint/suspicious/noExplicitAny: in-process clients mirror taskcluster-client's untyped methods
+  const client = (...args: Parameters<Harness['queue']['client']>): any => h.queue.client(...args);
+
+  const claimInProcess = async () => {
+    const worker = client('queue', WORKER);
+    const res = await worker.claimWork('local-test/flow', {
+      workerGroup: 'test-group',
+      workerId: 'w1',
+      tasks: 1,
+    });
+    expect(res.tasks).toHaveLength(1);
+    return res.tasks[0];
+  };
+
+  it('runs the worker flow in-process with the task credentials, seen over HTTP', async () => {
+    const taskId = taskcluster.slugid();
+    await h.root.createTask(taskId, taskDef());
+    const claim = await claimInProcess();
+    expect(claim.status.taskId).toBe(taskId);
+    expect(claim.credentials.certificate).toEqual(expect.any(String));
+    const task = client('queue', claim.credentials);
+    const object = client('object', claim.credentials);
+
+    const created = await task.createArtifact(taskId, '0', 'public/hello.txt', {
+      storageType: 'object',
+      expires: claim.task.expires,
+      contentType: 'text/plain',
+    });
+    expect(created).toMatchObject({ storageType: 'object', name: expect.any(String) });
+    const data = Buffer.from('hello, in-process\n');
+    const upload = { projectId: created.projectId, uploadId: created.uploadId, expires: created.expires };
+    const up = await client('object', created.credentials).createUpload(created.name, {
+      ...upload,
+      proposedUploadMethods: {
+        dataInline: { contentType: 'text/plain', objectData: data.toString('base64') },
+      },
+    });
+    expect(up.uploadMethod).toEqual({ dataInline: true });
+    await client('object', created.credentials).finishUpload(created.name, upload);
+    await task.finishArtifact(taskId, '0', 'public/hello.txt', { uploadId: created.uploadId });
+    await task.reportCompleted(taskId, '0');
+
+    // HTTP clients see it all
+    expect((await h.root.status(taskId)).status.state).toBe('completed');
+    const dl = await h
+      .client('Object')
+      .startDownload(created.name, { acceptDownloadMethods: { simple: true } });
+    expect(await (await fetch(dl.url)).text()).toBe(data.toString());
+    const listed = await h.root.listArtifacts(taskId, '0');
+    expect(listed.artifacts.map((a: { name: string }) => a.name)).toContain('public/hello.txt');
+    // the object client was only used with the artifact's credentials: the task credentials may not create one
+    await expectStatus(object.createUpload('other/object', { ...upload, proposedUploadMethods: {} }), 403);
+  });
+
+  it('checks credentials: unknown client, wrong token and a forged certificate are 401', async () => {
+    const unknown = client('queue', { clientId: 'nobody', accessToken: 'x'.repeat(44) });
+    const e1 = await expectStatus(unknown.status('aaaaaaaaaaaaaaaaaaaaaa'), 401);
+    expect(e1.code).toBe('AuthenticationFailed');
+    const wrong = client('queue', { ...WORKER, accessToken: `${WORKER.accessToken.slice(1)}x` });
+    await expectStatus(
+      wrong.claimWork('local-test/flow', { workerGroup: 'test-group', workerId: 'w1', tasks: 1 }),
+      401,
+    );
+    const taskId = taskcluster.slugid();
+    await h.root.createTask(taskId, taskDef());
+    const claim = await claimInProcess();
+    const cert = JSON.parse(claim.credentials.certificate);
+    cert.scopes.push('*');
+    const forged = client('queue', { ...claim.credentials, certificate: JSON.stringify(cert) });
+    await expectStatus(forged.reportCompleted(taskId, '0'), 401);
+  });
+
+  it('checks scopes: a limited client and another task are refused with 403', async () => {
+    const limited = client('queue', LIMITED);
+    const e = await expectStatus(
+      limited.claimWork('local-test/flow', { workerGroup: 'test-group', workerId: 'w1', tasks: 1 }),
+      403,
+    );
+    expect(e.code).toBe('InsufficientScopes');
+    expect(e.message).toMatch(/queue:claim-work:local-test\/flow/);
+    const first = taskcluster.slugid();
+    const second = taskcluster.slugid();
+    await h.root.createTask(first, taskDef());
+    await h.root.createTask(second, taskDef());
+    const claim = await claimInProcess();
+    const other = claim.status.taskId === first ? second : first;
+    // the first claim's credentials cannot resolve the other task, claimed or not
+    const task = client('queue', claim.credentials);
+    await expectStatus(task.reportCompleted(other, '0'), 403);
+    // the worker's own credentials are not enough to resolve a task either (task credentials are)
+    await expectStatus(client('queue', WORKER).reportCompleted(claim.status.taskId, '0'), 403);
+    // anonymous (no credentials) gets the anonymous scopes only
+    const anon = client('queue');
+    expect((await anon.status(first)).status.taskId).toBe(first);
+    await expectStatus(anon.createTask(taskcluster.slugid(), taskDef()), 403);
+  });
+
+  it('answers 409 once the run is over, 400 for bad input naming the field, and copies answers', async () => {
+    const taskId = taskcluster.slugid();
+    await h.root.createTask(taskId, taskDef());
+    const claim = await claimInProcess();
+    const task = client('queue', claim.credentials);
+    await task.reportFailed(taskId, '0');
+    const conflict = await expectStatus(task.reportCompleted(taskId, '0'), 409);
+    expect(conflict.code).toBe('RequestConflict');
+    const bad = await expectStatus(
+      client('queue', WORKER).claimWork('local-test/flow', { workerGroup: 'test-group', tasks: 1 }),
+      400,
+    );
+    expect(bad.message).toMatch(/\/workerId/);
+    const root = client('queue', h.queue.rootCredentials);
+    const def = await root.task(taskId);
+    def.payload.command = ['changed'];
+    expect((await root.task(taskId)).payload.command).toEqual(['true']);
+  });
+
+  it('obeys injected faults: 5xx are retried, 4xx are not', async () => {
+    const taskId = taskcluster.slugid();
+    await h.root.createTask(taskId, taskDef());
+    h.queue.injectFaults({ route: 'queue.claimWork', count: 2 });
+    const claim = await claimInProcess();
+    expect(claim.status.taskId).toBe(taskId);
+    h.queue.injectFaults({ route: 'reportCompleted', status: 400 });
+    const task = client('queue', claim.credentials);
+    await expectStatus(task.reportCompleted(taskId, '0'), 400);
+    await task.reportCompleted(taskId, '0');
+    h.queue.injectFaults({ route: 'status', count: 3 });
+    await expectStatus(client('queue', WORKER, { retries: 1 }).status(taskId), 500);
+  });
+});
