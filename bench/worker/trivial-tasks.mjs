@@ -3,6 +3,9 @@
 // at capacity 1 and 4, side by side with spawning the same script N times directly (1 and 4 at a time).
 //
 //   node bench/worker/trivial-tasks.mjs [--tasks N] [--no-plugins] [--durability full|process]
+//     [--queue-thread] [--queue-over-http]
+//
+// TCW_BENCH_LOG_LEVEL=debug also prints the mean time of each stage of a task run (from the worker's debug log).
 //
 // Per-task overhead = (worker wall time - direct wall time) / N at the same concurrency; tasks/s = N / wall time.
 // The worker's time runs from the first createTask to the last task resolved, so it includes the queue's work
@@ -23,6 +26,9 @@ const CLI = join(root, 'apps/worker/dist/cli.js');
 const args = process.argv.slice(2);
 const N = Number(args[args.indexOf('--tasks') + 1]) || 200;
 const noPlugins = args.includes('--no-plugins');
+// --queue-thread / --queue-over-http: the embedded queue's other modes (localQueue.thread / inProcess: false)
+const queueThread = args.includes('--queue-thread');
+const queueInProcess = !args.includes('--queue-over-http');
 const durability = args.includes('--durability') ? args[args.indexOf('--durability') + 1] : 'full';
 // the trivial task: reads its payload and exits 0 (a shell, so the baseline is not dominated by Node start-up)
 const SCRIPT = ['/bin/sh', '-c', 'cat >/dev/null; echo ok'];
@@ -61,7 +67,13 @@ async function throughWorker(capacity) {
       capacity,
       workDir: join(dir, 'work'),
     },
-    localQueue: { stateDir: join(dir, 'queue'), port: 0, config: { durability } },
+    localQueue: {
+      stateDir: join(dir, 'queue'),
+      port: 0,
+      config: { durability },
+      thread: queueThread,
+      inProcess: queueInProcess,
+    },
     engine: 'script',
     engines: { script: { command: SCRIPT, schema: { type: 'object', properties: {} } } },
     plugins: noPlugins ? { disabled: ['env', 'logprefix', 'maxruntime', 'artifacts', 'livelog'] } : {},
@@ -168,6 +180,6 @@ for (const concurrency of [1, 4]) {
   });
 }
 console.log(
-  `${N} trivial tasks (${SCRIPT.join(' ')}), plugins: ${noPlugins ? 'none' : 'default set'}, queue durability ${durability}, node ${process.version}`,
+  `${N} trivial tasks (${SCRIPT.join(' ')}), plugins: ${noPlugins ? 'none' : 'default set'}, queue durability ${durability}${queueThread ? ', queue on its own thread' : ''}${queueInProcess ? '' : ', queue over HTTP'}, node ${process.version}`,
 );
 console.table(rows);

@@ -266,15 +266,19 @@ describe('tcw start on the embedded queue, and signals', () => {
     }
   });
 
-  for (const inProcess of [true, false]) {
-    it(`reaches the embedded queue ${inProcess ? 'in-process (default)' : 'over HTTP (localQueue.inProcess: false)'}: completed, failed, cancelled, artifacts and logs`, async () => {
+  for (const [mode, extra, inProcess] of [
+    ['in-process (default)', {}, true],
+    ['over HTTP (localQueue.inProcess: false)', { inProcess: false }, false],
+    ['in-process on its own thread (localQueue.thread: true)', { thread: true }, true],
+  ] as const) {
+    it(`reaches the embedded queue ${mode}: completed, failed, cancelled, artifacts and logs`, async () => {
       const dir = await tempDir('tcw-inprocess-');
       try {
         await mkdir(join(dir, 'markers'));
         const taskQueueId = 'tcw/inprocess';
         const config = await writeConfig(dir, {
           ...scriptConfig({ markerDir: join(dir, 'markers'), workDir: join(dir, 'work'), taskQueueId }),
-          localQueue: { stateDir: join(dir, 'queue'), port: 0, ...(inProcess ? {} : { inProcess: false }) },
+          localQueue: { stateDir: join(dir, 'queue'), port: 0, ...extra },
         });
         const worker = tcw(['start', '--config', config]);
         await worker.waitFor(/TASKCLUSTER_ACCESS_TOKEN=.*\n/, 'stdout');

@@ -14,4 +14,5 @@ export {
   type LocalQueueWorkerConfig,
   startLocalQueue,
 } from './local-queue.js';
+export { startLocalQueueThread } from './thread.js';
 export { suppressSqliteExperimentalWarning } from './warnings.js';

@@ -3,7 +3,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import taskcluster from 'taskcluster-client';
-import { type LocalQueue, type LocalQueueConfig, startLocalQueue } from '../src/index.js';
+import {
+  type LocalQueue,
+  type LocalQueueConfig,
+  startLocalQueue,
+  startLocalQueueThread,
+} from '../src/index.js';
 
 export { taskcluster };
 
@@ -31,9 +36,13 @@ export interface Harness {
   close(): Promise<void>;
 }
 
-export async function startHarness(config: LocalQueueConfig = {}, stateDir?: string): Promise<Harness> {
+export async function startHarness(
+  config: LocalQueueConfig = {},
+  stateDir?: string,
+  options: { thread?: boolean } = {},
+): Promise<Harness> {
   const dir = stateDir ?? mkdtempSync(join(tmpdir(), 'local-queue-test-'));
-  const queue = await startLocalQueue({
+  const queue = await (options.thread ? startLocalQueueThread : startLocalQueue)({
     stateDir: dir,
     config: { claimWorkTimeout: 1, ...config, clients: [WORKER, LIMITED, ...(config.clients ?? [])] },
   });

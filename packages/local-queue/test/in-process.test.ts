@@ -12,16 +12,18 @@ import {
   WORKER,
 } from './helpers.js';
 
-describe('local queue: in-process clients', () => {
+describe.each([
+  ["on the caller's thread (startLocalQueue)", false],
+  ['on its own thread (startLocalQueueThread)', true],
+])('local queue %s: in-process clients', (_name, thread) => {
   let h: Harness;
   beforeEach(async () => {
-    h = await startHarness();
+    h = await startHarness({}, undefined, { thread });
   });
   afterEach(async () => {
     await h.close();
   });
 
-  // biome-ignore lint/suspicious/noExplicitAny: in-process clients mirror taskcluster-client's untyped methods
   const client = (...args: Parameters<Harness['queue']['client']>): any => h.queue.client(...args);
 
   const claimInProcess = async () => {
@@ -149,5 +151,29 @@ describe('local queue: in-process clients', () => {
     await task.reportCompleted(taskId, '0');
     h.queue.injectFaults({ route: 'status', count: 3 });
     await expectStatus(client('queue', WORKER, { retries: 1 }).status(taskId), 500);
+  });
+
+  it('forwards events to listeners and serves HTTP clients from the same state', async () => {
+    const seen: string[] = [];
+    h.queue.events.on('task-pending', (m: { taskId: string }) => seen.push(`pending ${m.taskId}`));
+    h.queue.events.on('task-completed', (m: { taskId: string; status: { state: string } }) =>
+      seen.push(`completed ${m.taskId} ${m.status.state}`),
+    );
+    await new Promise((r) => setTimeout(r, 50)); // subscriptions reach the queue's thread
+    const taskId = taskcluster.slugid();
+    await client('queue', h.queue.rootCredentials).createTask(taskId, taskDef());
+    const claim = await claimInProcess();
+    await client('queue', claim.credentials).reportCompleted(taskId, '0');
+    expect((await h.root.status(taskId)).status.state).toBe('completed');
+    const ids = await h.queue.createTasks(3, { taskQueueId: 'local-test/bulk' });
+    expect(ids).toHaveLength(3);
+    expect((await h.root.status(ids[0]!)).status.state).toBe('pending');
+    await new Promise((r) => setTimeout(r, 50));
+    expect(seen).toEqual(expect.arrayContaining([`pending ${taskId}`, `completed ${taskId} completed`]));
+  });
+
+  it('refuses calls once closed', async () => {
+    await h.queue.close();
+    expect(() => h.queue.client('queue')).toThrow(/closed/);
   });
 });

@@ -12,7 +12,12 @@ import {
   type WorkerExit,
   type WorkerOptions,
 } from '@tcw/core';
-import { type LocalQueue, startLocalQueue, suppressSqliteExperimentalWarning } from '@tcw/local-queue';
+import {
+  type LocalQueue,
+  startLocalQueue,
+  startLocalQueueThread,
+  suppressSqliteExperimentalWarning,
+} from '@tcw/local-queue';
 import { compose } from '../compose.js';
 import { type LoadedConfig, loadConfig } from '../config/load.js';
 import {
@@ -72,7 +77,9 @@ export async function startWorker(loaded: LoadedConfig, options: StartOptions): 
   } else {
     suppressSqliteExperimentalWarning();
     const stateDir = options.localQueueStateDir ?? localQueueStateDirOf(config, options.io.env);
-    localQueue = await startLocalQueue({
+    // localQueue.thread: its commits, fsyncs and HTTP serving then run on another thread (see docs/reference/config.md)
+    const start = config.localQueue?.thread === true ? startLocalQueueThread : startLocalQueue;
+    localQueue = await start({
       stateDir,
       host: config.localQueue?.host ?? '127.0.0.1',
       port: options.localQueuePort ?? config.localQueue?.port ?? DEFAULT_LOCAL_QUEUE_PORT,
@@ -107,6 +114,10 @@ export async function startWorker(loaded: LoadedConfig, options: StartOptions): 
     uploadConcurrency: w.uploadConcurrency ?? 8,
   };
   const worker = new Worker(workerOptions);
+  localQueue?.events.on('fatal', (error: Error) => {
+    logger.error({ err: error }, 'the embedded queue stopped; stopping the worker');
+    worker.stopNow('the embedded queue stopped', { fatal: true });
+  });
   try {
     await worker.start();
   } catch (error) {

@@ -32,6 +32,7 @@ export interface WorkerConfig {
     port?: number;
     config?: Record<string, unknown>;
     inProcess?: boolean;
+    thread?: boolean;
   };
   engine: string;
   engines?: Record<string, Record<string, unknown>>;

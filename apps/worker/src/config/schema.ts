@@ -56,6 +56,11 @@ export const workerConfigSchema: JSONSchema = {
         host: { type: 'string', minLength: 1 },
         port: { type: 'integer', minimum: 0, maximum: 65535 },
         config: { type: 'object', description: 'the local queue config (clients, secrets, timeouts)' },
+        thread: {
+          type: 'boolean',
+          description:
+            "run the embedded queue on its own worker thread (default false), so its commits and HTTP serving do not share the worker's event loop",
+        },
         inProcess: {
           type: 'boolean',
           description:
