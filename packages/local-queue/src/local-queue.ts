@@ -207,10 +207,18 @@ export async function startLocalQueue(options: LocalQueueOptions): Promise<Local
   for (const c of config.clients ?? []) clients.set(c.clientId, { ...c, scopes: expand(c.scopes) });
   clients.set(root.clientId, { ...root, scopes: ['*'] });
 
-  const db = openDatabase(
-    join(stateDir, 'queue.sqlite'),
-    config.durability === 'process' ? 'NORMAL' : 'FULL',
-  );
+  // Durability `full`: commits go to the WAL without an fsync of their own, and every reply waits for a shared,
+  // asynchronous fdatasync of the WAL (group commit, off the event loop). Should the WAL file not be there to
+  // sync, synchronous=FULL gives the same guarantee one commit at a time.
+  const dbFile = join(stateDir, 'queue.sqlite');
+  const full = config.durability !== 'process';
+  let db = openDatabase(dbFile, 'NORMAL');
+  const walFile = `${dbFile}-wal`;
+  const groupSync = full && existsSync(walFile);
+  if (full && !groupSync) {
+    db.close();
+    db = openDatabase(dbFile, 'FULL');
+  }
   const events = new EventEmitter();
   events.setMaxListeners(0);
   let baseUrl = '';
@@ -226,7 +234,8 @@ export async function startLocalQueue(options: LocalQueueOptions): Promise<Local
     maxTaskDeadlineDays: config.maxTaskDeadlineDays ?? 5,
     reregistrationTimeoutMs: (config.reregistrationTimeout ?? 96 * 3600) * 1000,
     baseUrl: () => baseUrl,
-    fsyncObjects: config.durability !== 'process',
+    fsyncObjects: full,
+    ...(groupSync ? { walFile } : {}),
   });
   for (const w of config.workers ?? []) svc.upsertStaticWorker(w);
   for (const [name, value] of Object.entries(config.secrets ?? {})) {
@@ -288,7 +297,11 @@ export async function startLocalQueue(options: LocalQueueOptions): Promise<Local
     },
     injectFaults,
     clearFaults,
-    createTasks: async (n, template) => svc.createTasks(n, template),
+    createTasks: async (n, template) => {
+      const ids = svc.createTasks(n, template);
+      await svc.durable();
+      return ids;
+    },
     close: async () => {
       if (closed) return;
       closed = true;

@@ -394,6 +394,7 @@ export function createHandler(o: HttpHandlerOptions) {
         if (!res.writableFinished) abort.abort();
       });
       const result = await route.handler({ params, query, body: payload, auth, signal: abort.signal });
+      await o.svc.durable();
       if (result instanceof Reply) sendJson(res, result.statusCode, result.body, result.headers);
       else sendJson(res, 200, result);
       o.logger.debug('request', {
@@ -409,6 +410,8 @@ export function createHandler(o: HttpHandlerOptions) {
         err instanceof ApiError
           ? err
           : new ApiError(500, 'InternalServerError', 'Internal error (see the queue log)');
+      // a request that failed after a commit (none should) still answers only once that commit is on disk
+      await o.svc.durable().catch(() => {});
       if (!(err instanceof ApiError)) o.logger.error('request failed', { method, route: routeName, err });
       else
         o.logger.debug('request rejected', { method, route: routeName, status: e.statusCode, code: e.code });
@@ -454,6 +457,7 @@ export function createHandler(o: HttpHandlerOptions) {
         typeof ct === 'string' ? ct : undefined,
         typeof ce === 'string' ? ce : undefined,
       );
+      await o.svc.durable();
       res.writeHead(200, { 'content-length': 0 });
       res.end();
       return;
@@ -532,6 +536,7 @@ export function createHandler(o: HttpHandlerOptions) {
               auth,
               signal: new AbortController().signal,
             });
+            await o.svc.durable();
             const value = result instanceof Reply ? result.body : result;
             return value === undefined ? {} : JSON.parse(JSON.stringify(value));
           } catch (err) {
@@ -539,6 +544,7 @@ export function createHandler(o: HttpHandlerOptions) {
               err instanceof ApiError
                 ? err
                 : new ApiError(500, 'InternalServerError', 'Internal error (see the queue log)');
+            await o.svc.durable().catch(() => {});
             if (!(err instanceof ApiError)) o.logger.error('request failed', { route: route.name, err });
             if (e.statusCode >= 500 && attempt < retries) {
               await new Promise((r) => setTimeout(r, Math.min(100 * 2 ** attempt, 5000)));

@@ -1,10 +1,20 @@
 import { createHash, createHmac } from 'node:crypto';
 import type { EventEmitter } from 'node:events';
-import { closeSync, fsyncSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
+import {
+  closeSync,
+  fdatasync as fdatasyncCb,
+  fsync as fsyncCb,
+  fsyncSync,
+  openSync,
+  renameSync,
+  rmSync,
+  writeSync,
+} from 'node:fs';
 import { open, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { StatementSync } from 'node:sqlite';
 import { Readable } from 'node:stream';
+import { promisify } from 'node:util';
 import { createGunzip } from 'node:zlib';
 import { createTemporaryCredentials, formatExpr, type ScopeExpr, satisfies, unsatisfied } from './auth.js';
 import { type Db, transaction } from './db.js';
@@ -97,6 +107,12 @@ export interface ServiceOptions {
   baseUrl: () => string;
   /** fsync object bytes before acknowledging them (durability `full`). */
   fsyncObjects: boolean;
+  /**
+   * Durability `full` with grouped, asynchronous syncs: the database runs with synchronous=NORMAL and
+   * `durable()` fdatasyncs this WAL file (and the object files and folder written since) on the thread pool
+   * before a reply goes out. Without it, durability comes from synchronous=FULL (or is `process`).
+   */
+  walFile?: string;
 }
 
 const EXCEPTION_REASONS = new Set([
@@ -155,10 +171,17 @@ export class QueueService {
   #timerAt = Number.POSITIVE_INFINITY;
   #closed = false;
   readonly #urlKey: string;
+  readonly #walFd: number | undefined;
+  /** Object files renamed into place (and so the objects folder) since the last sync began. */
+  #unsyncedFiles = new Set<string>();
+  #dirUnsynced = false;
+  #syncRunning: Promise<void> | undefined;
+  #syncNext: Promise<void> | undefined;
 
   constructor(options: ServiceOptions) {
     this.#o = options;
     this.#db = options.db;
+    this.#walFd = options.walFile === undefined ? undefined : openSync(options.walFile, 'r');
     this.#urlKey = createHmac('sha256', options.root.accessToken)
       .update('local-queue-data-urls')
       .digest('hex');
@@ -180,8 +203,39 @@ export class QueueService {
     return stmt;
   }
 
+  /**
+   * Resolves once everything committed before the call is on disk (durability `full` with `walFile`): one
+   * fdatasync of the WAL, plus the object files and folder written since, shared by every caller waiting at the
+   * same time (group commit), run on the thread pool. Replies wait for it; the event loop does not.
+   */
+  durable(): Promise<void> {
+    if (this.#walFd === undefined) return Promise.resolve();
+    this.#syncNext ??= (async () => {
+      // a sync already running may have started before our commits: wait for it, then start a fresh one
+      if (this.#syncRunning) await this.#syncRunning.catch(() => {});
+      this.#syncNext = undefined;
+      const files = [...this.#unsyncedFiles];
+      this.#unsyncedFiles.clear();
+      const dir = this.#dirUnsynced;
+      this.#dirUnsynced = false;
+      const run = Promise.all([
+        fdatasync(this.#walFd!),
+        ...files.map((f) => syncPath(f)),
+        ...(dir ? [syncPath(this.#o.objectsDir)] : []),
+      ]).then(() => {});
+      this.#syncRunning = run;
+      try {
+        await run;
+      } finally {
+        if (this.#syncRunning === run) this.#syncRunning = undefined;
+      }
+    })();
+    return this.#syncNext;
+  }
+
   close(): void {
     this.#closed = true;
+    if (this.#walFd !== undefined) closeSync(this.#walFd);
     if (this.#timer) clearTimeout(this.#timer);
     this.#timer = undefined;
     for (const set of this.#waiters.values()) for (const w of set) w();
@@ -1424,11 +1478,13 @@ export class QueueService {
         sha512.update(c);
         size += c.length;
       }
-      if (this.#o.fsyncObjects) fsyncSync(fd);
+      if (this.#o.fsyncObjects && this.#walFd === undefined) fsyncSync(fd);
     } finally {
       closeSync(fd);
     }
     renameSync(tmp, file);
+    // with grouped syncs the file is synced (with the WAL and the folder) before the reply, not here
+    if (this.#o.fsyncObjects && this.#walFd !== undefined) this.#unsyncedFiles.add(file);
     this.#syncObjectsDir();
     this.#recordBytes(
       name,
@@ -1543,6 +1599,10 @@ export class QueueService {
 
   #syncObjectsDir(): void {
     if (!this.#o.fsyncObjects) return;
+    if (this.#walFd !== undefined) {
+      this.#dirUnsynced = true;
+      return;
+    }
     const fd = openSync(this.#o.objectsDir, 'r');
     try {
       fsyncSync(fd);
@@ -1794,4 +1854,17 @@ export class QueueService {
 function stripUpload(details: Record<string, unknown>): Record<string, unknown> {
   const { uploadId: _u, objectName: _o, projectId: _p, ...rest } = details;
   return rest;
+}
+
+const fdatasync = promisify(fdatasyncCb);
+const fsyncFd = promisify(fsyncCb);
+
+/** fsync of a file or folder by path (the thread pool does the waiting). */
+async function syncPath(path: string): Promise<void> {
+  const fd = openSync(path, 'r');
+  try {
+    await fsyncFd(fd);
+  } finally {
+    closeSync(fd);
+  }
 }
