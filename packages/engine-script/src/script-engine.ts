@@ -108,9 +108,15 @@ export function createScriptEngine(options: ScriptEngineOptions): EngineV1 {
     },
     async newSandboxBuilder(opts: SandboxOptions): Promise<SandboxBuilderV1> {
       const base = tasksDir ?? tmpdir();
-      await mkdir(base, { recursive: true });
-      const dir = await mkdtemp(join(base, `${FOLDER_PREFIX}${opts.task.taskId}-${opts.task.runId}-`));
-      await mkdir(join(dir, 'artifacts', 'public'), { recursive: true });
+      const prefix = join(base, `${FOLDER_PREFIX}${opts.task.taskId}-${opts.task.runId}-`);
+      // the base folder exists (made at init); make it again only if someone removed it since
+      const dir = await mkdtemp(prefix).catch(async (error: NodeJS.ErrnoException) => {
+        if (error.code !== 'ENOENT') throw error;
+        await mkdir(base, { recursive: true });
+        return mkdtemp(prefix);
+      });
+      await mkdir(join(dir, 'artifacts'));
+      await mkdir(join(dir, 'artifacts', 'public'));
       let state: 'building' | 'started' | 'discarded' = 'building';
       const unsupported = (feature: string) => () => {
         throw new FeatureNotSupportedError(feature, `the script engine does not support ${feature}`);

@@ -67,7 +67,7 @@ export interface TaskRunOutcome {
   fatal: boolean;
   /** The error that decided an exception, if any. */
   error?: Error;
-  /** Milliseconds spent in each stage, in order (`prepare`, `build`, `start`, `run`, … `dispose`). */
+  /** Milliseconds spent in each stage, in order (`prepare`, `build`, `start`, `run`, … `dispose`, `cleanup`). */
   timings: Record<string, number>;
 }
 
@@ -372,21 +372,28 @@ export class TaskRun {
       new AbortController().signal,
     );
     fatal = this.#reportTeardown(disposeErrors) || fatal;
-    try {
-      if (builder) await builder.discard();
-      if (this.#sandbox && !this.#result) {
-        await this.#stopSandbox(0);
-        this.#result = await this.#sandbox.wait();
-      }
-      await this.#result?.dispose();
-    } catch (error) {
-      this.#logger.error({ err: error }, 'engine cleanup failed');
-      o.events.emit('internal-error', { error: error as Error, fatal: false, taskId: this.taskId });
-    }
-    await log.remove().catch(() => {});
-    await uploader.dispose().catch(() => {});
-    await rm(dir, { recursive: true, force: true }).catch(() => {});
     this.#mark('dispose');
+    const engineCleanup = (async () => {
+      try {
+        if (builder) await builder.discard();
+        if (this.#sandbox && !this.#result) {
+          await this.#stopSandbox(0);
+          this.#result = await this.#sandbox.wait();
+        }
+        await this.#result?.dispose();
+      } catch (error) {
+        this.#logger.error({ err: error }, 'engine cleanup failed');
+        o.events.emit('internal-error', { error: error as Error, fatal: false, taskId: this.taskId });
+      }
+    })();
+    // the run's folder (log backing file, upload spools) goes at the same time as the engine's
+    const filesCleanup = (async () => {
+      await log.remove().catch(() => {});
+      await uploader.dispose().catch(() => {});
+      await rm(dir, { recursive: true, force: true }).catch(() => {});
+    })();
+    await Promise.all([engineCleanup, filesCleanup]);
+    this.#mark('cleanup');
 
     const outcome: TaskRunOutcome = {
       taskId: this.taskId,
