@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+import './threadpool.js';
 import { defaultIo, EXIT } from './commands/io.js';
 import { runConfigCheck, runEnv, runQueue, runSchema, runVersion } from './commands/misc.js';
 import { runRun } from './commands/run.js';
