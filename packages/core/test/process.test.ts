@@ -1,5 +1,6 @@
 // Real child processes and signals: the process tree helper must end every process a command started.
 import { mkdir, readdir, readFile, rmdir } from 'node:fs/promises';
+import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { describe, expect, it } from 'vitest';
 import {
@@ -155,6 +156,21 @@ describe.each(MODES)('spawnTree, start failures and stream ends, %s', (_mode, st
     await expect(start(['echo', 'a\0b'], { cwd: tmpdir(), env })).rejects.toThrow(/null bytes/);
   });
 
+  it('a command without output closes its streams after they are handed over, not before', async () => {
+    // listeners attached as soon as the tree is there, as the engines do
+    for (let i = 0; i < 30; i++) {
+      const tree = await start(['true'], { cwd: tmpdir(), env, isolation: 'process-group' });
+      const closed = Promise.all([
+        new Promise((r) => tree.stdout.once('close', r)),
+        new Promise((r) => tree.stderr.once('close', r)),
+      ]);
+      tree.stdout.resume();
+      tree.stderr.resume();
+      expect((await tree.exited).code).toBe(0);
+      await closed;
+    }
+  });
+
   it('stdout ends only when the whole tree has closed it, not when the command exits', async () => {
     const tree = await start(['sh', '-c', '(sleep 0.4; echo late) & echo early'], {
       cwd: tmpdir(),
@@ -233,6 +249,20 @@ describe('the spawner', () => {
     expect(out).toBe('again\n');
     expect(spawnerPid()).toBeDefined();
     expect(spawnerPid()).not.toBe(first);
+  });
+
+  it('closes a stdio connection that names no waiting request', async () => {
+    const tree = await startTree(['true'], { cwd: tmpdir(), env, isolation: 'process-group' });
+    await tree.exited;
+    // the worker's socket path is the spawner's last argument
+    const argv = (await readFile(`/proc/${spawnerPid()}/cmdline`, 'utf8')).split('\0').filter(Boolean);
+    for (const header of ['ffffffff1\n', 'not a header at all\n']) {
+      const socket = connect(argv.at(-1)!);
+      socket.on('error', () => {});
+      socket.write(header); // no end: the worker must close it
+      socket.resume();
+      await new Promise((r) => socket.once('close', r));
+    }
   });
 
   it('is not used with TCW_SPAWNER=0: the command is a child of this process', async () => {

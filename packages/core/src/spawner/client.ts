@@ -115,11 +115,16 @@ function acceptStdio(socket: Socket): void {
   socket.setTimeout(HANDOVER_TIMEOUT_MS, () => socket.destroy());
   socket.on('error', ignore); // until the socket is handed over; then its errors are its owner's, as a pipe's
   const onReadable = () => {
-    const head = socket.read(HEADER_LENGTH) as Buffer | null;
-    if (head === null) return;
+    if (socket.readableLength < HEADER_LENGTH) {
+      if (socket.readableEnded || socket.destroyed) socket.destroy();
+      return;
+    }
+    // Leave the header's last byte ('\n') in the buffer until the socket is handed over: a socket whose buffer is
+    // empty when the child's EOF arrives ends and closes at once, before its owner could listen for 'close'.
+    const head = (socket.read(HEADER_LENGTH - 1) as Buffer).toString('latin1');
     socket.off('readable', onReadable);
     socket.setTimeout(0);
-    const match = HEADER.exec(head.toString('latin1'));
+    const match = HEADER.exec(`${head}\n`);
     if (!match || !current?.adopt(Number.parseInt(match[1]!, 16), Number(match[2]), socket)) socket.destroy();
   };
   socket.on('readable', onReadable);
@@ -213,9 +218,12 @@ class Spawner {
     pending.handedOver = true;
     clearTimeout(pending.timer);
     const [stdin, stdout, stderr] = pending.sockets as [Socket | undefined, Socket, Socket];
+    for (const s of pending.sockets) {
+      s?.off('error', ignore);
+      s?.read(1); // the header's '\n' (see acceptStdio)
+    }
     // the child may write to its fd 0: drain it so the connection ends (and closes) with the child, as a pipe would
     stdin?.resume();
-    for (const s of pending.sockets) s?.off('error', ignore);
     const pid = pending.spawnFailed ? -1 : pending.pid!;
     let exited: Promise<SpawnedExit>;
     if (pending.spawnFailed) {
