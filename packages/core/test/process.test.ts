@@ -1,4 +1,5 @@
 // Real child processes and signals: the process tree helper must end every process a command started.
+import { existsSync } from 'node:fs';
 import { mkdir, readdir, readFile, rmdir } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -250,6 +251,27 @@ describe('the spawner', () => {
     expect(spawnerPid()).toBeDefined();
     expect(spawnerPid()).not.toBe(first);
   });
+
+  it('a stuck spawner: the command fails after 10 s, never runs unobserved, and a new spawner takes over', async () => {
+    const warm = await startTree(['true'], { cwd: tmpdir(), env, isolation: 'process-group' });
+    await warm.exited;
+    const stuck = spawnerPid()!;
+    const marker = `${7000 + Math.floor(Math.random() * 1000)}.5`;
+    process.kill(stuck, 'SIGSTOP');
+    try {
+      await expect(
+        startTree(['sleep', marker], { cwd: tmpdir(), env, isolation: 'process-group' }),
+      ).rejects.toThrow(/did not hand over its pid within 10 s/);
+    } finally {
+      process.kill(stuck, 'SIGCONT');
+    }
+    // let go once idle, it exits; had it started the command late, the worker killed it
+    expect(await until(async () => !existsSync(`/proc/${stuck}`), 5000)).toBe(true);
+    expect(await until(async () => (await processesWithArg(marker)).length === 0, 3000)).toBe(true);
+    const next = await startTree(['true'], { cwd: tmpdir(), env, isolation: 'process-group' });
+    expect(await next.exited).toEqual({ code: 0, signal: null });
+    expect(spawnerPid()).not.toBe(stuck);
+  }, 30_000);
 
   it('closes a stdio connection that names no waiting request', async () => {
     const tree = await startTree(['true'], { cwd: tmpdir(), env, isolation: 'process-group' });

@@ -81,6 +81,10 @@ const ignore = () => {};
 
 let listener: { server: Server; path: string; listening: Promise<void> } | undefined;
 let current: Spawner | undefined;
+/** Every spawner still connected: a retired one (see `retire`) still finishes its requests. */
+const connected = new Set<Spawner>();
+/** Request ids are unique across spawners: a stdio connection's header names its request, whoever made it. */
+let nextId = 1;
 /** The spawner cannot run here (no entry file, or it died before serving anything): spawn directly from now on. */
 let broken = false;
 
@@ -125,7 +129,8 @@ function acceptStdio(socket: Socket): void {
     socket.off('readable', onReadable);
     socket.setTimeout(0);
     const match = HEADER.exec(`${head}\n`);
-    if (!match || !current?.adopt(Number.parseInt(match[1]!, 16), Number(match[2]), socket)) socket.destroy();
+    const id = match ? Number.parseInt(match[1]!, 16) : -1;
+    if (![...connected].some((s) => s.adopt(id, Number(match?.[2]), socket))) socket.destroy();
   };
   socket.on('readable', onReadable);
 }
@@ -133,7 +138,6 @@ function acceptStdio(socket: Socket): void {
 class Spawner {
   readonly child: ChildProcess;
   private readonly requests = new Map<number, PendingRequest>();
-  private nextId = 1;
   private served = false;
   private retired = false;
   private dead = false;
@@ -149,6 +153,7 @@ class Spawner {
     });
     this.child.unref();
     this.child.channel?.unref();
+    connected.add(this);
     this.child.on('message', (reply: Reply) => this.onReply(reply));
     this.child.once('disconnect', () => this.die());
     this.child.once('error', () => this.die());
@@ -156,8 +161,8 @@ class Spawner {
 
   launch(request: SpawnRequest): Promise<Launched | undefined> {
     if (this.dead) return Promise.resolve(undefined);
-    const id = this.nextId;
-    this.nextId = this.nextId >= 0xffffffff ? 1 : this.nextId + 1;
+    const id = nextId;
+    nextId = nextId >= 0xffffffff ? 1 : nextId + 1;
     return new Promise((resolve, reject) => {
       const pending: PendingRequest = {
         id,
@@ -275,7 +280,7 @@ class Spawner {
 
   private timedOut(pending: PendingRequest): void {
     const missing = pending.pid === undefined && !pending.spawnFailed ? 'its pid' : 'its stdio connections';
-    if (pending.pid !== undefined) killGroup(pending.pid);
+    if (pending.pid !== undefined && !pending.exit) killGroup(pending.pid);
     this.forget(pending);
     pending.reject(
       new Error(`the tcw spawner did not hand over ${missing} within ${HANDOVER_TIMEOUT_MS / 1000} s`),
@@ -302,6 +307,7 @@ class Spawner {
   private die(): void {
     if (this.dead) return;
     this.dead = true;
+    connected.delete(this);
     if (current === this) current = undefined;
     if (!this.served && !this.retired) broken = true;
     for (const pending of [...this.requests.values()]) {
@@ -310,7 +316,7 @@ class Spawner {
         pending.lost?.();
         pending.resolveExit?.({ code: null, signal: 'SIGKILL' });
       } else if (pending.pid !== undefined) {
-        killGroup(pending.pid);
+        if (!pending.exit) killGroup(pending.pid);
         pending.reject(new Error('the tcw spawner died while it was starting the command'));
       } else {
         pending.resolve(undefined);
