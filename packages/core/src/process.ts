@@ -14,6 +14,7 @@ import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { existsSync, writeFileSync } from 'node:fs';
 import { readdir, readFile, readlink } from 'node:fs/promises';
 import type { Readable, Writable } from 'node:stream';
+import { launchViaSpawner } from './spawner/client.js';
 
 export type Isolation = 'pid-namespace' | 'process-group' | 'cgroup';
 
@@ -142,8 +143,18 @@ async function cgroupMembers(dir: string): Promise<number[]> {
 const JOIN_CGROUPS =
   'while [ "$1" != "--" ]; do echo 0 > "$1/cgroup.procs" || { echo "tcw: cannot join cgroup $1" >&2; exit 125; }; shift; done; shift; exec "$@"';
 
-/** Starts `argv` (no shell) so that its whole process tree can be ended. */
-export function spawnTree(argv: readonly string[], options: SpawnTreeOptions): TreeProcess {
+interface TreePlan {
+  file: string;
+  args: string[];
+  isolation: Isolation;
+  treeCgroup: string | undefined;
+  /** set only when the command itself runs as the user (no wrapper to drop privileges) */
+  uid?: number;
+  gid?: number;
+}
+
+/** What to run to get `argv` isolated as asked: the command itself, or wrapped in unshare / sh (cgroups) / setpriv. */
+function planTree(argv: readonly string[], options: SpawnTreeOptions): TreePlan {
   if (argv.length === 0) throw new TypeError('spawnTree needs a command');
   const wanted = options.isolation ?? 'auto';
   const cgroups = options.cgroups?.length ? [...options.cgroups] : undefined;
@@ -157,53 +168,117 @@ export function spawnTree(argv: readonly string[], options: SpawnTreeOptions): T
         ? 'pid-namespace'
         : 'process-group'
       : wanted;
-  let file: string;
-  let args: string[];
-  const spawnUser: { uid?: number; gid?: number } = {};
+  const drop = options.user
+    ? [
+        'setpriv',
+        `--reuid=${options.user.uid}`,
+        `--regid=${options.user.gid}`,
+        options.user.groups?.length ? `--groups=${options.user.groups.join(',')}` : '--clear-groups',
+        '--',
+      ]
+    : [];
   if (isolation === 'cgroup' || (cgroups && isolation === 'pid-namespace')) {
-    const drop = options.user
-      ? [
-          'setpriv',
-          `--reuid=${options.user.uid}`,
-          `--regid=${options.user.gid}`,
-          options.user.groups?.length ? `--groups=${options.user.groups.join(',')}` : '--clear-groups',
-          '--',
-        ]
-      : [];
     const ns =
       isolation === 'pid-namespace'
         ? ['unshare', '--pid', '--fork', '--kill-child', '--mount-proc', '--']
         : [];
-    file = '/bin/sh';
-    args = ['-c', JOIN_CGROUPS, 'tcw-cgroup', ...cgroups!, '--', ...ns, ...drop, ...argv];
-  } else if (isolation === 'pid-namespace') {
-    const drop = options.user
-      ? [
-          'setpriv',
-          `--reuid=${options.user.uid}`,
-          `--regid=${options.user.gid}`,
-          options.user.groups?.length ? `--groups=${options.user.groups.join(',')}` : '--clear-groups',
-          '--',
-        ]
-      : [];
-    file = 'unshare';
-    args = ['--pid', '--fork', '--kill-child', '--mount-proc', '--', ...drop, ...argv];
-  } else {
-    file = argv[0]!;
-    args = argv.slice(1);
-    if (options.user) {
-      spawnUser.uid = options.user.uid;
-      spawnUser.gid = options.user.gid;
-    }
+    const args = ['-c', JOIN_CGROUPS, 'tcw-cgroup', ...cgroups!, '--', ...ns, ...drop, ...argv];
+    return { file: '/bin/sh', args, isolation, treeCgroup };
   }
-  const child: ChildProcess = spawn(file, args, {
+  if (isolation === 'pid-namespace') {
+    const args = ['--pid', '--fork', '--kill-child', '--mount-proc', '--', ...drop, ...argv];
+    return { file: 'unshare', args, isolation, treeCgroup };
+  }
+  const plan: TreePlan = { file: argv[0]!, args: argv.slice(1), isolation, treeCgroup };
+  if (options.user) {
+    plan.uid = options.user.uid;
+    plan.gid = options.user.gid;
+  }
+  return plan;
+}
+
+/** The started command, however it was started (directly, or by the spawner). */
+interface Launched {
+  /** -1 when it could not be started */
+  readonly pid: number;
+  readonly stdin: Writable | null;
+  readonly stdout: Readable;
+  readonly stderr: Readable;
+  /** `{code: 127}` when it could not be started */
+  readonly exited: Promise<TreeExit>;
+  running(): boolean;
+}
+
+/** `child_process.spawn` in this process: forks the worker, which blocks its main thread until the child exec'd. */
+function launchDirect(plan: TreePlan, options: SpawnTreeOptions): Launched {
+  const child: ChildProcess = spawn(plan.file, plan.args, {
     cwd: options.cwd,
     env: options.env,
     detached: true,
     stdio: [options.stdin ?? 'ignore', 'pipe', 'pipe'],
-    ...spawnUser,
+    ...(plan.uid !== undefined ? { uid: plan.uid } : {}),
+    ...(plan.gid !== undefined ? { gid: plan.gid } : {}),
   });
-  const pid = child.pid ?? -1;
+  const exited = new Promise<TreeExit>((resolve) => {
+    child.once('error', () => resolve({ code: 127, signal: null }));
+    child.once('exit', (code, signal) => resolve({ code, signal }));
+  });
+  return {
+    pid: child.pid ?? -1,
+    stdin: child.stdin,
+    stdout: child.stdout!,
+    stderr: child.stderr!,
+    exited,
+    running: () => child.exitCode === null && child.signalCode === null,
+  };
+}
+
+/** Whether `startTree` may use the spawner (`TCW_SPAWNER=0` turns it off). */
+function spawnerWanted(): boolean {
+  return process.env.TCW_SPAWNER !== '0';
+}
+
+/**
+ * Starts `argv` (no shell) so that its whole process tree can be ended, with `child_process.spawn` in this process.
+ * `startTree` does the same without forking this process.
+ */
+export function spawnTree(argv: readonly string[], options: SpawnTreeOptions): TreeProcess {
+  const plan = planTree(argv, options);
+  return treeOf(plan, launchDirect(plan, options));
+}
+
+/**
+ * `spawnTree` through the spawner: a small helper process forks and execs the command, so that this (large) process
+ * is not forked on its main thread for every task. The result behaves exactly as `spawnTree`'s once it resolves.
+ * Falls back to `spawnTree`'s direct spawn when the spawner cannot be used, or with `TCW_SPAWNER=0`. Rejects where
+ * `spawnTree` throws (no command, an invalid argument, a `spawn()` that throws).
+ */
+export async function startTree(argv: readonly string[], options: SpawnTreeOptions): Promise<TreeProcess> {
+  const plan = planTree(argv, options);
+  if (spawnerWanted()) {
+    const launched = await launchViaSpawner({
+      file: plan.file,
+      args: plan.args,
+      cwd: options.cwd,
+      env: options.env,
+      stdin: options.stdin === 'pipe',
+      ...(plan.uid !== undefined ? { uid: plan.uid } : {}),
+      ...(plan.gid !== undefined ? { gid: plan.gid } : {}),
+    });
+    if (launched) {
+      const tree = treeOf(plan, launched);
+      // the spawner died: nobody can tell when the tree exits, so end it now
+      launched.onLost(() => tree.kill());
+      return tree;
+    }
+  }
+  return treeOf(plan, launchDirect(plan, options));
+}
+
+/** The tree control (pids, terminate, kill) around a started command. */
+function treeOf(plan: TreePlan, child: Launched): TreeProcess {
+  const { isolation, treeCgroup } = plan;
+  const pid = child.pid;
   let nsLink: Promise<string | undefined> | undefined;
   const namespaceOf = () => {
     nsLink ??= (async () => {
@@ -216,7 +291,7 @@ export function spawnTree(argv: readonly string[], options: SpawnTreeOptions): T
             return undefined;
           }
         }
-        if (child.exitCode !== null || child.signalCode !== null) return undefined;
+        if (!child.running()) return undefined;
         await new Promise((r) => setTimeout(r, 10));
       }
       return undefined;
@@ -236,15 +311,9 @@ export function spawnTree(argv: readonly string[], options: SpawnTreeOptions): T
     }
   };
 
-  const exited = new Promise<TreeExit>((resolve) => {
-    child.once('error', () => {
-      ended = true;
-      resolve({ code: 127, signal: null });
-    });
-    child.once('exit', (code, signal) => {
-      ended = true;
-      resolve({ code, signal });
-    });
+  const exited = child.exited.then((exit) => {
+    ended = true;
+    return exit;
   });
 
   const pids = async (): Promise<number[]> => {
@@ -252,7 +321,7 @@ export function spawnTree(argv: readonly string[], options: SpawnTreeOptions): T
     if (isolation === 'process-group') return pid > 0 ? pidsInGroup(pid) : [];
     const link = await namespaceOf();
     const inNs = link ? await pidsInNamespace(link) : [];
-    const wrapperAlive = child.exitCode === null && child.signalCode === null && pid > 0;
+    const wrapperAlive = child.running() && pid > 0;
     return wrapperAlive ? [pid, ...inNs.filter((p) => p !== pid)] : inNs;
   };
 
@@ -301,7 +370,7 @@ export function spawnTree(argv: readonly string[], options: SpawnTreeOptions): T
 
   const terminate = async (graceMs: number): Promise<TreeExit> => {
     if (treeCgroup) return terminateCgroup(graceMs);
-    if (graceMs > 0 && child.exitCode === null && child.signalCode === null) {
+    if (graceMs > 0 && child.running()) {
       if (isolation === 'process-group') {
         try {
           process.kill(-pid, 'SIGTERM');
@@ -325,8 +394,8 @@ export function spawnTree(argv: readonly string[], options: SpawnTreeOptions): T
     pid,
     isolation,
     stdin: child.stdin,
-    stdout: child.stdout!,
-    stderr: child.stderr!,
+    stdout: child.stdout,
+    stderr: child.stderr,
     exited,
     pids,
     terminate,

@@ -36,7 +36,7 @@ import {
   type VolumeSpec,
   walkFiles,
 } from '@tcw/core';
-import { spawnTree, type TreeExit, type TreeProcess } from '@tcw/core/process';
+import { startTree, type TreeExit, type TreeProcess } from '@tcw/core/process';
 import {
   type CgroupSupport,
   createTaskCgroup,
@@ -500,7 +500,7 @@ function startCommands(spec: RunSpec): SandboxV1 {
       }
       let tree: TreeProcess;
       try {
-        tree = spawnTree(argv, {
+        tree = await startTree(argv, {
           cwd: dir,
           env: spec.env,
           isolation: spec.cgroup ? 'cgroup' : 'auto',
@@ -513,6 +513,8 @@ function startCommands(spec: RunSpec): SandboxV1 {
       }
       current = tree;
       trees.push(tree);
+      // aborted while the command was being started: abort() found no tree to end, so end this one
+      if (aborted) void tree.terminate(abortGrace);
       tree.stdout.on('data', (chunk: Buffer) => opts.log.write(chunk));
       tree.stderr.on('data', (chunk: Buffer) => opts.log.write(chunk));
       streams.push(

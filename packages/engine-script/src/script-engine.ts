@@ -19,7 +19,7 @@ import {
   silentLogger,
   walkFiles,
 } from '@tcw/core';
-import { spawnTree, type TreeProcess } from '@tcw/core/process';
+import { startTree, type TreeProcess } from '@tcw/core/process';
 
 export interface ScriptEngineOptions {
   /** The command run for every task (argv, no shell). */
@@ -178,13 +178,13 @@ function outcomeOf(code: number | null, signal: string | null): Error | undefine
   }
 }
 
-function startScript(
+async function startScript(
   command: string[],
   extraEnv: Record<string, string> | undefined,
   dir: string,
   opts: SandboxOptions,
   logger: Logger,
-): SandboxV1 {
+): Promise<SandboxV1> {
   const env: Record<string, string> = {
     ...(extraEnv ?? { PATH: process.env.PATH ?? '/usr/local/bin:/usr/bin:/bin' }),
     TASK_ID: opts.task.taskId,
@@ -192,7 +192,7 @@ function startScript(
   };
   let tree: TreeProcess;
   try {
-    tree = spawnTree(command, { cwd: dir, env, stdin: 'pipe' });
+    tree = await startTree(command, { cwd: dir, env, stdin: 'pipe' });
   } catch (error) {
     throw new InternalError(`cannot start the script ${command[0]}: ${(error as Error).message}`, {
       cause: error,
