@@ -1,7 +1,7 @@
 import { createRequire } from 'node:module';
 import type { DatabaseSync } from 'node:sqlite';
 
-const SCHEMA_VERSION = 1;
+const SCHEMA_VERSION = 2;
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -65,7 +65,8 @@ CREATE TABLE IF NOT EXISTS objects (
   hashes TEXT NOT NULL,
   file TEXT,
   size INTEGER,
-  finished INTEGER NOT NULL
+  finished INTEGER NOT NULL,
+  data BLOB
 );
 CREATE INDEX IF NOT EXISTS objects_expires ON objects(expires);
 CREATE TABLE IF NOT EXISTS workers (
@@ -115,6 +116,12 @@ export function openDatabase(file: string, synchronous: 'FULL' | 'NORMAL' = 'FUL
     throw new Error(
       `state database ${file} has schema version ${row.value}; this @tcw/local-queue understands up to ${SCHEMA_VERSION}`,
     );
+  } else if (Number(row.value) < 2) {
+    // version 2: small (inline) object bytes live in the database instead of a file each
+    transaction(db, () => {
+      db.exec('ALTER TABLE objects ADD COLUMN data BLOB');
+      db.prepare("UPDATE meta SET value = '2' WHERE key = 'schema_version'").run();
+    });
   }
   return db;
 }

@@ -468,8 +468,12 @@ export function createHandler(o: HttpHandlerOptions) {
       res.end();
       return;
     }
+    if (obj.data) {
+      res.end(obj.data);
+      return;
+    }
     await new Promise<void>((resolve, reject) => {
-      const stream = createReadStream(obj.file);
+      const stream = createReadStream(obj.file!);
       stream.on('error', reject);
       res.on('close', resolve);
       stream.pipe(res);

@@ -8,7 +8,6 @@ import {
   openSync,
   renameSync,
   rmSync,
-  writeSync,
 } from 'node:fs';
 import { open, rm } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -83,6 +82,8 @@ interface ObjectRow {
   file: string | null;
   size: number | null;
   finished: number;
+  /** The bytes of a small object uploaded inline (then `file` is null). */
+  data: Uint8Array | null;
 }
 
 export interface Logger {
@@ -172,8 +173,7 @@ export class QueueService {
   #closed = false;
   readonly #urlKey: string;
   readonly #walFd: number | undefined;
-  /** Object files renamed into place (and so the objects folder) since the last sync began. */
-  #unsyncedFiles = new Set<string>();
+  /** An object file was renamed into place since the last sync began: the objects folder needs one. */
   #dirUnsynced = false;
   #syncRunning: Promise<void> | undefined;
   #syncNext: Promise<void> | undefined;
@@ -205,7 +205,7 @@ export class QueueService {
 
   /**
    * Resolves once everything committed before the call is on disk (durability `full` with `walFile`): one
-   * fdatasync of the WAL, plus the object files and folder written since, shared by every caller waiting at the
+   * fdatasync of the WAL, plus the objects folder when a file was renamed into it, shared by every caller waiting at the
    * same time (group commit), run on the thread pool. Replies wait for it; the event loop does not.
    */
   durable(): Promise<void> {
@@ -214,15 +214,11 @@ export class QueueService {
       // a sync already running may have started before our commits: wait for it, then start a fresh one
       if (this.#syncRunning) await this.#syncRunning.catch(() => {});
       this.#syncNext = undefined;
-      const files = [...this.#unsyncedFiles];
-      this.#unsyncedFiles.clear();
       const dir = this.#dirUnsynced;
       this.#dirUnsynced = false;
-      const run = Promise.all([
-        fdatasync(this.#walFd!),
-        ...files.map((f) => syncPath(f)),
-        ...(dir ? [syncPath(this.#o.objectsDir)] : []),
-      ]).then(() => {});
+      const run = Promise.all([fdatasync(this.#walFd!), ...(dir ? [syncPath(this.#o.objectsDir)] : [])]).then(
+        () => {},
+      );
       this.#syncRunning = run;
       try {
         await run;
@@ -1427,7 +1423,7 @@ export class QueueService {
         const data = Buffer.from(inline.objectData, 'base64');
         const contentType =
           typeof inline.contentType === 'string' ? inline.contentType : 'application/binary';
-        this.storeObjectBytes(name, [data], contentType);
+        this.storeInlineBytes(name, data, contentType);
         uploadMethod = { dataInline: true };
       } else if (isObject(put)) {
         const contentType = typeof put.contentType === 'string' ? put.contentType : 'application/binary';
@@ -1463,41 +1459,31 @@ export class QueueService {
     this.#q('UPDATE objects SET hashes = ? WHERE name = ?').run(JSON.stringify(stored), name);
   }
 
-  /** Writes bytes (already received) durably: temp file, fsync, rename. Records size and content hashes. */
-  storeObjectBytes(name: string, chunks: Buffer[], contentType: string | undefined): void {
-    const file = this.objectFile(name);
-    const tmp = `${file}.${process.pid}.${slugid()}.tmp`;
-    const sha256 = createHash('sha256');
-    const sha512 = createHash('sha512');
-    let size = 0;
-    const fd = openSync(tmp, 'w', 0o600);
-    try {
-      for (const c of chunks) {
-        writeSync(fd, c);
-        sha256.update(c);
-        sha512.update(c);
-        size += c.length;
-      }
-      if (this.#o.fsyncObjects && this.#walFd === undefined) fsyncSync(fd);
-    } finally {
-      closeSync(fd);
-    }
-    renameSync(tmp, file);
-    // with grouped syncs the file is synced (with the WAL and the folder) before the reply, not here
-    if (this.#o.fsyncObjects && this.#walFd !== undefined) this.#unsyncedFiles.add(file);
-    this.#syncObjectsDir();
+  /**
+   * Stores the bytes of an inline upload (at most 8 KiB) in the database, in the caller's transaction: no file,
+   * so nothing to create, fsync or rename. Records size and content hashes.
+   */
+  storeInlineBytes(name: string, data: Buffer, contentType: string | undefined): void {
+    const old = this.#object(name)?.file;
+    this.#q('UPDATE objects SET data = ?, file = NULL WHERE name = ?').run(data, name);
     this.#recordBytes(
       name,
-      file,
-      size,
-      { sha256: sha256.digest('hex'), sha512: sha512.digest('hex') },
+      null,
+      data.length,
+      {
+        sha256: createHash('sha256').update(data).digest('hex'),
+        sha512: createHash('sha512').update(data).digest('hex'),
+      },
       contentType,
     );
+    // bytes of an earlier PUT of the same object are replaced (the row no longer points at them)
+    if (old) rmSync(old, { force: true });
   }
 
+  /** Records uploaded bytes: in `file`, or (file null) already in the row's `data`. */
   #recordBytes(
     name: string,
-    file: string,
+    file: string | null,
     size: number,
     computed: Record<string, string>,
     contentType: string | undefined,
@@ -1512,9 +1498,17 @@ export class QueueService {
     }
     const s3 = obj.upload_id.startsWith('s3-');
     this.#q(
-      `UPDATE objects SET file = ?, size = ?, hashes = ?, content_type = COALESCE(?, content_type),
-         finished = CASE WHEN ? THEN 1 ELSE finished END WHERE name = ?`,
-    ).run(file, size, JSON.stringify({ ...stored, ...computed }), contentType ?? null, s3 ? 1 : 0, name);
+      `UPDATE objects SET file = ?, data = CASE WHEN ? IS NULL THEN data END, size = ?, hashes = ?,
+         content_type = COALESCE(?, content_type), finished = CASE WHEN ? THEN 1 ELSE finished END WHERE name = ?`,
+    ).run(
+      file,
+      file,
+      size,
+      JSON.stringify({ ...stored, ...computed }),
+      contentType ?? null,
+      s3 ? 1 : 0,
+      name,
+    );
   }
 
   /**
@@ -1627,7 +1621,7 @@ export class QueueService {
         this.#mergeHashes(name, body.hashes);
       }
       if (obj.finished === 1) return;
-      if (obj.file === null) throw badRequest(`Object ${name}: no data was uploaded`);
+      if (obj.file === null && obj.data === null) throw badRequest(`Object ${name}: no data was uploaded`);
       this.#q('UPDATE objects SET finished = 1 WHERE name = ?').run(name);
     });
     return {};
@@ -1664,13 +1658,19 @@ export class QueueService {
     return { projectId: obj.project_id, expires: iso(obj.expires), hashes: this.#hashes(obj) };
   }
 
-  /** For the data GET handler. */
-  objectForDownload(name: string): { file: string; contentType: string; size: number } {
+  /** For the data GET handler: the object's file, or its bytes when it was uploaded inline. */
+  objectForDownload(name: string): { file?: string; data?: Buffer; contentType: string; size: number } {
     const obj = this.#object(name);
-    if (!obj || obj.file === null || (obj.finished !== 1 && !obj.upload_id.startsWith('s3-'))) {
+    if (
+      !obj ||
+      (obj.file === null && obj.data === null) ||
+      (obj.finished !== 1 && !obj.upload_id.startsWith('s3-'))
+    ) {
       throw notFound(`Object ${name} not found`);
     }
-    return { file: obj.file, contentType: obj.content_type ?? 'application/binary', size: obj.size ?? 0 };
+    const contentType = obj.content_type ?? 'application/binary';
+    if (obj.file === null) return { data: Buffer.from(obj.data!), contentType, size: obj.data!.length };
+    return { file: obj.file, contentType, size: obj.size ?? 0 };
   }
 
   // ---------------------------------------------------------------- worker-manager (static provider)

@@ -177,3 +177,69 @@ describe.each([
     expect(() => h.queue.client('queue')).toThrow(/closed/);
   });
 });
+
+describe('local queue: schema version 1 state', () => {
+  it('is migrated when opened: inline objects then live in the database, older objects keep their files', async () => {
+    const { mkdtempSync, rmSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const { join } = await import('node:path');
+    const { DatabaseSync } = await import('node:sqlite');
+    const dir = mkdtempSync(join(tmpdir(), 'local-queue-v1-'));
+    try {
+      // make a version 1 database: the same tables, without objects.data
+      const first = await startHarness({}, dir);
+      const taskId = taskcluster.slugid();
+      await first.root.createTask(taskId, taskDef());
+      await first.close();
+      const db = new DatabaseSync(join(dir, 'queue.sqlite'));
+      db.exec(
+        "ALTER TABLE objects DROP COLUMN data; UPDATE meta SET value = '1' WHERE key = 'schema_version'",
+      );
+      db.close();
+
+      const h = await startHarness({}, dir);
+      try {
+        const version = new DatabaseSync(join(dir, 'queue.sqlite'), { readOnly: true });
+        expect(version.prepare("SELECT value FROM meta WHERE key = 'schema_version'").get()).toEqual({
+          value: '2',
+        });
+        version.close();
+        expect((await h.root.status(taskId)).status.state).toBe('pending');
+        const res = await h.worker.claimWork('local-test/flow', {
+          workerGroup: 'test-group',
+          workerId: 'w1',
+          tasks: 1,
+        });
+        const claim = res.tasks[0];
+        const q = h.client('Queue', claim.credentials);
+        const art = await q.createArtifact(taskId, 0, 'public/small.txt', {
+          storageType: 'object',
+          expires: claim.task.expires,
+          contentType: 'text/plain',
+        });
+        const upload = { projectId: art.projectId, uploadId: art.uploadId, expires: art.expires };
+        const obj = h.client('Object', art.credentials);
+        await obj.createUpload(art.name, {
+          ...upload,
+          proposedUploadMethods: {
+            dataInline: { contentType: 'text/plain', objectData: Buffer.from('tiny').toString('base64') },
+          },
+        });
+        await obj.finishUpload(art.name, upload);
+        await q.finishArtifact(taskId, 0, 'public/small.txt', { uploadId: art.uploadId });
+        const dl = await h
+          .client('Object')
+          .startDownload(art.name, { acceptDownloadMethods: { simple: true } });
+        const got = await fetch(dl.url);
+        expect(got.headers.get('content-length')).toBe('4');
+        expect(await got.text()).toBe('tiny');
+        const { readdirSync } = await import('node:fs');
+        expect(readdirSync(join(dir, 'objects'))).toEqual([]); // no file for an inline object
+      } finally {
+        await h.close();
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});

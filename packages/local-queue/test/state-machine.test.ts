@@ -239,6 +239,7 @@ describe('local queue: expiry', () => {
   });
 
   it('deletes tasks, artifacts and object bytes past their expires', async () => {
+    const BIG = Buffer.alloc(20_000, 'x');
     h = await startHarness({ expirySweepInterval: 1 });
     const taskId = taskcluster.slugid();
     const expires = taskcluster.fromNowJSON('4 seconds');
@@ -257,16 +258,17 @@ describe('local queue: expiry', () => {
       storageType: 'object',
       expires,
       contentType: 'text/plain',
-      contentLength: 5,
+      contentLength: BIG.length,
     });
+    // over 8 KiB: PUT to a file (inline uploads live in the database and go with its row)
     await taskcluster.upload({
       projectId: art.projectId,
       name: art.name,
       uploadId: art.uploadId,
       expires: new Date(art.expires),
       contentType: 'text/plain',
-      contentLength: 5,
-      streamFactory: async () => Readable.from([Buffer.from('hello')]),
+      contentLength: BIG.length,
+      streamFactory: async () => Readable.from([BIG]),
       object: h.client('Object', art.credentials),
     });
     await q.finishArtifact(taskId, 0, 'public/a.txt', { uploadId: art.uploadId });
