@@ -1,4 +1,4 @@
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
@@ -24,8 +24,9 @@ describe('TaskLog', () => {
     await rm(dir, { recursive: true, force: true });
   });
 
-  it('prefixes worker lines and keeps them on lines of their own', async () => {
-    const log = TaskLog.create(join(dir, 'log'));
+  it('prefixes worker lines and keeps them on lines of their own (opened on the thread pool, mode 0600)', async () => {
+    const log = await TaskLog.open(join(dir, 'log'));
+    expect((await stat(log.path)).mode & 0o777).toBe(0o600);
     log.write('partial');
     log.info('hello\nworld');
     log.error('bad');

@@ -1,4 +1,4 @@
-import { closeSync, openSync, writeSync } from 'node:fs';
+import { closeSync, open as openCallback, openSync, writeSync } from 'node:fs';
 import { open, rm } from 'node:fs/promises';
 import { Readable } from 'node:stream';
 
@@ -56,6 +56,14 @@ export class TaskLog implements TaskLogWriter, TaskLogReader {
   /** Creates (truncates) the backing file. */
   static create(path: string): TaskLog {
     return new TaskLog(path, openSync(path, 'w', 0o600));
+  }
+
+  /** `create`, with the file opened on the thread pool (creating a file can take a while on some disks). */
+  static async open(path: string): Promise<TaskLog> {
+    const fd = await new Promise<number>((resolve, reject) =>
+      openCallback(path, 'w', 0o600, (error, opened) => (error ? reject(error) : resolve(opened))),
+    );
+    return new TaskLog(path, fd);
   }
 
   get size(): number {

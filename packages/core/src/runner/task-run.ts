@@ -163,7 +163,7 @@ export class TaskRun {
     const claim = o.claim;
     const dir = join(o.workDir, `${this.taskId}-${this.runId}`);
     await mkdir(dir, { recursive: true });
-    const log = TaskLog.create(join(dir, 'live_backing.log'));
+    const log = await TaskLog.open(join(dir, 'live_backing.log'));
     const uploader = new ArtifactUploader({
       queue: o.queue,
       taskId: this.taskId,
