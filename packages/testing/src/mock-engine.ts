@@ -2,6 +2,7 @@ import { createReadStream } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import {
   type AbortOptions,
   type EngineCapabilities,
@@ -31,6 +32,8 @@ export interface MockPayload {
   exitCode?: number;
   /** Run this long before exiting (an abort cuts it short). */
   delayMs?: number;
+  /** The result set's cleanup (`dispose`) takes this long. */
+  disposeDelayMs?: number;
   /** Print `NAME=value` for each of these env vars. */
   env?: string[];
   /** Files created in the sandbox's directory (relative path → content). */
@@ -56,6 +59,7 @@ const payloadSchema: PayloadSchemaPart = {
         log: { anyOf: [{ type: 'string' }, { type: 'array', items: { type: 'string' } }] },
         exitCode: { type: 'integer', minimum: 0, maximum: 255 },
         delayMs: { type: 'integer', minimum: 0, maximum: 300_000 },
+        disposeDelayMs: { type: 'integer', minimum: 0, maximum: 300_000 },
         env: { type: 'array', items: { type: 'string' } },
         files: { type: 'object', additionalProperties: { type: 'string' } },
         error: { enum: ['malformed-payload', 'internal-error', 'fatal', 'resource-unavailable'] },
@@ -330,6 +334,7 @@ function makeResultSet(
         }
       : {}),
     async dispose() {
+      if (record.payload.disposeDelayMs) await sleep(record.payload.disposeDelayMs);
       record.disposed = true;
       await rm(record.dir, { recursive: true, force: true });
     },

@@ -2,7 +2,7 @@
 // credentials, 409 handling, cancellation, graceful and immediate stop.
 import { BACKING_LOG_NAME, type PluginV1 } from '@tcw/core';
 import { describe, expect, it } from 'vitest';
-import { FakeQueue, startTestWorker } from '../src/index.js';
+import { createMockEngine, FakeQueue, startTestWorker } from '../src/index.js';
 
 async function until(check: () => boolean, ms = 5000): Promise<void> {
   const end = Date.now() + ms;
@@ -49,6 +49,34 @@ describe('worker loop', () => {
       ).length;
       expect(runningThen + (call.args[1] as { tasks: number }).tasks).toBeLessThanOrEqual(4);
     }
+  });
+
+  it("a finished run's cleanup overlaps the next task, at most `capacity` of them; stop waits for them", async () => {
+    const engine = createMockEngine();
+    // at each start: which earlier sandboxes were already cleaned up (result set disposed)
+    const disposedAtStart: boolean[][] = [];
+    const resolvedEvents: string[] = [];
+    const probe: PluginV1 = {
+      specificationVersion: 'v1',
+      name: 'probe',
+      taskPlugin: () => ({
+        started: () => {
+          disposedAtStart.push(engine.sandboxes.slice(0, -1).map((s) => s.disposed));
+        },
+      }),
+    };
+    const tw = await startTestWorker({ engine, capacity: 1, plugins: [probe] });
+    tw.worker.events.on('task-resolved', (e) => resolvedEvents.push(e.taskId));
+    const ids = [1, 2, 3].map(() => tw.submit({ mock: { delayMs: 20, disposeDelayMs: 400 } }));
+    for (const id of ids) expect((await tw.result(id)).resolution).toBe('completed');
+    await tw.stop();
+    // task 2 started while task 1 was still being cleaned up; task 3 waited for task 1's cleanup (1 in flight)
+    expect(disposedAtStart[0]).toEqual([]);
+    expect(disposedAtStart[1]).toEqual([false]);
+    expect(disposedAtStart[2]).toEqual([true, false]);
+    // the worker's stop waited for every cleanup, and task-resolved came after each one
+    expect(engine.sandboxes.map((s) => s.disposed)).toEqual([true, true, true]);
+    expect(resolvedEvents).toEqual(ids);
   });
 
   it('reclaims before takenUntil and uses the fresh credentials afterwards', async () => {

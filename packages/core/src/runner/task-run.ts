@@ -101,6 +101,7 @@ export class TaskRun {
   #timers = new Set<NodeJS.Timeout>();
   #watchStopped = new AbortController();
   readonly #timings: Record<string, number> = {};
+  #cleanedUp: Promise<void> | undefined;
   #lastMark = performance.now();
 
   /** Ends a stage: records the time since the previous mark under `stage`. */
@@ -373,6 +374,38 @@ export class TaskRun {
     );
     fatal = this.#reportTeardown(disposeErrors) || fatal;
     this.#mark('dispose');
+
+    const outcome: TaskRunOutcome = {
+      taskId: this.taskId,
+      runId: this.runId,
+      resolution,
+      runGone,
+      reported,
+      fatal,
+      ...(decidingError ? { error: decidingError } : {}),
+      timings: this.#timings,
+    };
+    this.#cleanedUp = this.#cleanup(builder, log, uploader, dir, outcome);
+    return outcome;
+  }
+
+  /**
+   * Resolves when the run's leftovers are gone: the engine's cleanup (result set, sandbox, builder) and the run's
+   * folder. `run()` resolves before this, so the worker can take the next task meanwhile; `task-resolved` is
+   * emitted after it.
+   */
+  get cleanedUp(): Promise<void> {
+    return this.#cleanedUp ?? Promise.resolve();
+  }
+
+  async #cleanup(
+    builder: SandboxBuilderV1 | undefined,
+    log: TaskLog,
+    uploader: ArtifactUploader,
+    dir: string,
+    outcome: TaskRunOutcome,
+  ): Promise<void> {
+    const o = this.#o;
     const engineCleanup = (async () => {
       try {
         if (builder) await builder.discard();
@@ -394,26 +427,14 @@ export class TaskRun {
     })();
     await Promise.all([engineCleanup, filesCleanup]);
     this.#mark('cleanup');
-
-    const outcome: TaskRunOutcome = {
-      taskId: this.taskId,
-      runId: this.runId,
-      resolution,
-      runGone,
-      reported,
-      fatal,
-      ...(decidingError ? { error: decidingError } : {}),
-      timings: this.#timings,
-    };
     this.#logger.debug({ timings: this.#timings }, 'task run timings (ms per stage)');
     o.events.emit('task-resolved', {
       taskId: this.taskId,
       runId: this.runId,
-      resolution: reported ? resolution : undefined,
-      fatal,
+      resolution: outcome.reported ? outcome.resolution : undefined,
+      fatal: outcome.fatal,
       timings: this.#timings,
     });
-    return outcome;
   }
 
   #reportTeardown(errors: Error[]): boolean {

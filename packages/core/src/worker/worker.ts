@@ -67,6 +67,8 @@ export class Worker {
   readonly #logger: Logger;
   readonly #plugins: PluginV1[];
   readonly #runs = new Map<string, TaskRun>();
+  /** Cleanups of finished runs still in flight. */
+  readonly #cleanups = new Set<Promise<void>>();
   readonly #stop = new AbortController();
   readonly #uploadLimit;
   #schema: ComposedPayloadSchema | undefined;
@@ -209,7 +211,7 @@ export class Worker {
     this.#idleCheck();
     while (!this.stopping) {
       this.events.emit('progress', { what: 'claim loop' });
-      const free = this.capacity - this.#runs.size;
+      const free = this.#freeSlots();
       if (free <= 0) {
         await this.#waitForSlot();
         continue;
@@ -251,6 +253,7 @@ export class Worker {
       for (const claim of claims) this.#runClaim(claim);
     }
     while (this.#runs.size > 0) await this.#waitForSlot();
+    await Promise.all(this.#cleanups);
     clearTimeout(this.#idleTimer);
     await this.#dispose();
     return {
@@ -300,7 +303,17 @@ export class Worker {
     if (this.#stopMode === 'now') run.abort('worker-shutdown', this.#stopReason);
     run
       .run()
-      .then((outcome) => this.#afterRun(outcome))
+      .then((outcome) => {
+        this.#afterRun(outcome);
+        // the slot frees now; the run's cleanup goes on meanwhile (bounded: see #freeSlots)
+        const cleanup: Promise<void> = run.cleanedUp
+          .catch((error) => this.#logger.error({ err: error, taskId: claim.taskId }, 'task cleanup failed'))
+          .finally(() => {
+            this.#cleanups.delete(cleanup);
+            this.#wakeSlots();
+          });
+        this.#cleanups.add(cleanup);
+      })
       .catch((error) => {
         // run() does not reject; this is a bug in core, and the worker must not go on as if nothing happened.
         this.#logger.error({ err: error, taskId: claim.taskId }, 'task run crashed');
@@ -315,6 +328,14 @@ export class Worker {
         }
         this.#wakeSlots();
       });
+  }
+
+  /**
+   * Slots to claim for: capacity minus running tasks, and minus cleanups beyond `capacity` still in flight (a
+   * finished run's cleanup overlaps the next task, but cleanups cannot pile up without bound).
+   */
+  #freeSlots(): number {
+    return this.capacity - this.#runs.size - Math.max(0, this.#cleanups.size - this.capacity);
   }
 
   #afterRun(outcome: TaskRunOutcome): void {
