@@ -135,7 +135,7 @@ async function throughWorker(capacity) {
   }
   // poll only the last task while the others run (status polls are HTTP requests the tcw process must serve),
   // then make sure of every one
-  await waitResolved(queue, ids.at(-1));
+  await waitResolved(queue, ids.at(-1), 25);
   for (const id of ids) await waitResolved(queue, id);
   const ms = performance.now() - t0;
   const statuses = await Promise.all(ids.map(async (id) => (await queue.status(id)).status));
@@ -158,11 +158,11 @@ async function throughWorker(capacity) {
   return ms;
 }
 
-async function waitResolved(queue, taskId) {
+async function waitResolved(queue, taskId, pollMs = 10) {
   for (;;) {
     const { status } = await queue.status(taskId);
     if (status.state === 'completed' || status.state === 'failed' || status.state === 'exception') return;
-    await new Promise((r) => setTimeout(r, 10));
+    await new Promise((r) => setTimeout(r, pollMs));
   }
 }
 

@@ -267,6 +267,20 @@ export class QueueService {
     this.#eventsOut.push({ name, payload });
   }
 
+  /** Parsed task definitions by taskId (a definition never changes once created): saves a parse per load. */
+  readonly #definitions = new Map<string, TaskDefinition>();
+
+  #definition(taskId: string, text: string): TaskDefinition {
+    let def = this.#definitions.get(taskId);
+    if (!def) {
+      // frozen: records share it, so a change would reach every later load (and throws instead)
+      def = deepFreeze(JSON.parse(text)) as TaskDefinition;
+      if (this.#definitions.size >= 1024) this.#definitions.delete(this.#definitions.keys().next().value!);
+      this.#definitions.set(taskId, def);
+    }
+    return def;
+  }
+
   #load(taskId: string): TaskRecord | undefined {
     const row = this.#q(
       'SELECT task_id, definition, retries_left, deadline, expires, runs, open FROM tasks WHERE task_id = ?',
@@ -274,7 +288,7 @@ export class QueueService {
     if (!row) return undefined;
     return {
       taskId: row.task_id,
-      def: JSON.parse(row.definition),
+      def: this.#definition(row.task_id, row.definition),
       retriesLeft: row.retries_left,
       deadline: row.deadline,
       expires: row.expires,
@@ -494,6 +508,7 @@ export class QueueService {
           this.#q('DELETE FROM dependencies WHERE required = ?').run(task_id);
           this.#q('DELETE FROM artifacts WHERE task_id = ?').run(task_id);
           this.#q('DELETE FROM tasks WHERE task_id = ?').run(task_id);
+          this.#definitions.delete(task_id);
           tasks += 1;
         }
       }
@@ -536,6 +551,8 @@ export class QueueService {
   }
 
   #insertTask(taskId: string, def: TaskDefinition, now: number): Record<string, unknown> {
+    // a task expired and deleted may come back under its old taskId with another definition
+    this.#definitions.delete(taskId);
     const existing = this.#load(taskId);
     if (existing) {
       if (canonicalJson(existing.def) === canonicalJson(def)) return { status: this.status(existing) };
@@ -1867,4 +1884,12 @@ async function syncPath(path: string): Promise<void> {
   } finally {
     closeSync(fd);
   }
+}
+
+function deepFreeze<T>(value: T): T {
+  if (value && typeof value === 'object' && !Object.isFrozen(value)) {
+    Object.freeze(value);
+    for (const v of Object.values(value)) deepFreeze(v);
+  }
+  return value;
 }

@@ -280,6 +280,12 @@ describe('local queue: expiry', () => {
     expect(readdirSync(objects)).toEqual([]);
     await expectStatus(h.root.status(taskId), 404);
     expect((await h.root.status(keep)).status.state).toBe('pending');
+    // the taskId is free again: a new definition under it is the one served (no stale cached definition)
+    await h.root.createTask(taskId, taskDef({ taskQueueId: 'local-test/again', payload: { second: true } }));
+    expect(await h.root.task(taskId)).toMatchObject({
+      taskQueueId: 'local-test/again',
+      payload: { second: true },
+    });
   });
 });
 

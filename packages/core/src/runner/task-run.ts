@@ -421,8 +421,8 @@ export class TaskRun {
     })();
     // the run's folder (log backing file, upload spools) goes at the same time as the engine's
     const filesCleanup = (async () => {
-      await log.remove().catch(() => {});
-      await uploader.dispose().catch(() => {});
+      // the log's backing file and the upload spools are inside the run's folder: one removal for all
+      await log.close().catch(() => {});
       await rm(dir, { recursive: true, force: true }).catch(() => {});
     })();
     await Promise.all([engineCleanup, filesCleanup]);
