@@ -1,6 +1,7 @@
+import { existsSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { join } from 'node:path';
-import { pathToFileURL } from 'node:url';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import {
   assertCompatible,
   type ComposedPayloadSchema,
@@ -45,15 +46,75 @@ export interface Composition {
   schema: ComposedPayloadSchema;
 }
 
+/** The target of an `exports` entry for an ESM import in Node (conditions `import`, `node`, `default`). */
+function exportTarget(entry: unknown): string | undefined {
+  if (typeof entry === 'string') return entry;
+  if (Array.isArray(entry)) {
+    for (const e of entry) {
+      const t = exportTarget(e);
+      if (t) return t;
+    }
+    return undefined;
+  }
+  if (entry && typeof entry === 'object') {
+    for (const [condition, value] of Object.entries(entry)) {
+      if (condition === 'import' || condition === 'node' || condition === 'default') {
+        const t = exportTarget(value);
+        if (t) return t;
+      }
+    }
+  }
+  return undefined;
+}
+
+/**
+ * Resolves a bare package name as `import` would from `fromDir` (node_modules folders upwards), for packages whose
+ * `exports` offer no `require` condition, which `require.resolve` cannot resolve. Undefined when not installed.
+ */
+function resolveImport(specifier: string, fromDir: string): string | undefined {
+  for (let dir = resolve(fromDir); ; dir = dirname(dir)) {
+    const pkgDir = join(dir, 'node_modules', specifier);
+    const manifest = join(pkgDir, 'package.json');
+    if (existsSync(manifest)) {
+      const pkg = JSON.parse(readFileSync(manifest, 'utf8')) as {
+        exports?: unknown;
+        module?: string;
+        main?: string;
+      };
+      let target: string | undefined;
+      if (pkg.exports !== undefined) {
+        const exp = pkg.exports as Record<string, unknown>;
+        const root =
+          typeof exp === 'object' &&
+          exp !== null &&
+          !Array.isArray(exp) &&
+          Object.keys(exp).some((k) => k.startsWith('.'))
+            ? exp['.']
+            : exp;
+        target = exportTarget(root);
+        if (!target) return undefined;
+      } else {
+        target = pkg.main ?? 'index.js';
+      }
+      return join(pkgDir, target);
+    }
+    if (dirname(dir) === dir) return undefined;
+  }
+}
+
 async function importFrom(specifier: string, configDir: string): Promise<Record<string, unknown>> {
   // a package next to the config file first (third-party plugins installed there), then the app's own
   for (const base of [join(configDir, 'noop.js'), import.meta.url]) {
+    let resolved: string | undefined;
     try {
-      const resolved = createRequire(base).resolve(specifier);
-      return (await import(pathToFileURL(resolved).href)) as Record<string, unknown>;
+      resolved = createRequire(base).resolve(specifier);
     } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'MODULE_NOT_FOUND') throw error;
+      const code = (error as NodeJS.ErrnoException).code;
+      if (code !== 'MODULE_NOT_FOUND' && code !== 'ERR_PACKAGE_PATH_NOT_EXPORTED') throw error;
+      // an ESM-only package (exports with an `import` condition only)
+      resolved = resolveImport(specifier, dirname(base.startsWith('file:') ? fileURLToPath(base) : base));
     }
+    if (resolved) return (await import(pathToFileURL(resolved).href)) as Record<string, unknown>;
   }
   return (await import(specifier)) as Record<string, unknown>;
 }

@@ -53,6 +53,42 @@ describe('tcw config check and tcw schema', () => {
     expect(check.stdout()).toContain('payload keys binaryToSign, verbose');
   });
 
+  it('loads a third-party plugin installed next to the config, also an ESM-only one (exports: import only)', async () => {
+    const pluginDir = join(dir, 'third', 'node_modules', '@acme', 'tcw-plugin-hello');
+    await mkdir(pluginDir, { recursive: true });
+    await writeFile(
+      join(pluginDir, 'package.json'),
+      JSON.stringify({
+        name: '@acme/tcw-plugin-hello',
+        version: '1.0.0',
+        type: 'module',
+        exports: { '.': { import: './index.js' } },
+      }),
+    );
+    // a plugin provider written by hand (what definePlugin returns), adding a payload key
+    await writeFile(
+      join(pluginDir, 'index.js'),
+      `export default {
+  specificationVersion: 'v1',
+  kind: 'plugin',
+  name: 'hello',
+  coreRange: '^0.1.0',
+  configSchema: { type: 'object', properties: { greeting: { type: 'string' } }, additionalProperties: false },
+  create: (config) => ({
+    specificationVersion: 'v1',
+    name: 'hello',
+    payloadSchema: () => ({ type: 'object', properties: { hello: { type: 'string' } } }),
+  }),
+};
+`,
+    );
+    const path = join(dir, 'third', 'worker.yml');
+    await writeFile(path, `${SEED_000_EXAMPLE}\n  '@acme/tcw-plugin-hello': {greeting: hi}\n`);
+    const schema = tcw(['schema', '--config', path]);
+    expect(await schema.exited).toBe(0);
+    expect(JSON.parse(schema.stdout()).properties).toHaveProperty('hello');
+  });
+
   it('names every bad key by its path', async () => {
     const path = join(dir, 'bad.yml');
     await writeFile(
@@ -150,6 +186,21 @@ describe('tcw submit --follow and tcw run', () => {
     queue?.kill();
     await queue?.exited;
     await cleanup(dir);
+  });
+
+  it('exits 64 when the queue refuses the task (403), 69 when it cannot be reached', async () => {
+    const file = join(dir, 'refused.yml');
+    await writeFile(file, stringify({ taskQueueId, payload: {} }));
+    // no credentials: anonymous scopes cannot create tasks
+    const refused = tcw(['submit', file], { env: { TASKCLUSTER_ROOT_URL: queue.rootUrl } });
+    expect(await refused.exited).toBe(64);
+    expect(refused.stderr()).toMatch(/createTask failed \(403\)/);
+    // a port nobody listens on (taskcluster-client retries, then gives up)
+    const unreachable = tcw(['submit', file], {
+      env: { ...queue.env, TASKCLUSTER_ROOT_URL: 'http://127.0.0.1:9' },
+    });
+    expect(await unreachable.exited).toBe(69);
+    expect(unreachable.stderr()).toMatch(/createTask failed/);
   });
 
   it.each([

@@ -1,9 +1,11 @@
 // `{$secret: NAME, key: K}` config values, read from the deployment's secrets service (here `tcw queue` with a
 // configured secret) with the worker's own credentials; real processes, real HTTP.
+
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import taskcluster from 'taskcluster-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { stringify as stringifyYaml } from 'yaml';
 import {
   cleanup,
   type QueueProc,
@@ -26,10 +28,11 @@ describe('{$secret} values against a deployment', () => {
     dir = await tempDir('tcw-e2e-secret-');
     markers = join(dir, 'markers-from-secret');
     await mkdir(markers);
-    const queueConfig = join(dir, 'queue.json');
+    // YAML: `tcw queue --config` takes YAML or JSON (e2e-plugins-ops uses JSON)
+    const queueConfig = join(dir, 'queue.yml');
     await writeFile(
       queueConfig,
-      JSON.stringify({
+      stringifyYaml({
         secrets: {
           'worker/e2e': {
             markerDir: markers,

@@ -16,7 +16,12 @@ function shellQuote(value: string): string {
  */
 export async function runQueueCommand(
   argv: string[],
-  io: { stdout: NodeJS.WritableStream; stderr: NodeJS.WritableStream },
+  io: {
+    stdout: NodeJS.WritableStream;
+    stderr: NodeJS.WritableStream;
+    /** Parses the `--config` file's text (default JSON.parse; the tcw app passes a YAML parser). */
+    parseConfig?: (text: string) => unknown;
+  },
 ): Promise<number> {
   let port = 0;
   let host = '127.0.0.1';
@@ -65,9 +70,9 @@ export async function runQueueCommand(
   let config: LocalQueueConfig = {};
   if (configFile !== undefined) {
     try {
-      config = JSON.parse(readFileSync(configFile, 'utf8')) as LocalQueueConfig;
+      config = (io.parseConfig ?? JSON.parse)(readFileSync(configFile, 'utf8')) as LocalQueueConfig;
       if (typeof config !== 'object' || config === null || Array.isArray(config)) {
-        throw new Error('the top level must be a JSON object');
+        throw new Error('the top level must be an object');
       }
     } catch (err) {
       io.stderr.write(`tcw queue: cannot read --config ${configFile}: ${(err as Error).message}\n`);

@@ -24,6 +24,8 @@ export const EXIT = {
   usage: 64,
   /** the worker stopped itself after a fatal internal error (sysexits EX_SOFTWARE) */
   fatal: 69,
+  /** tcw submit: the queue could not be reached or failed (network error, 5xx): try again later (EX_UNAVAILABLE) */
+  unavailable: 69,
   /** the worker could not start: an engine or plugin refused (dockerd unreachable, …) (EX_OSERR-ish) */
   cannotStart: 70,
   /** the worker did not stop in time after an immediate stop and was forced out */

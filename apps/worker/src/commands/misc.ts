@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { CORE_VERSION } from '@tcw/core';
 import { runQueueCommand, suppressSqliteExperimentalWarning } from '@tcw/local-queue';
+import { parse as parseYaml } from 'yaml';
 import { compose } from '../compose.js';
 import { loadConfig } from '../config/load.js';
 import { workDirOf } from '../defaults.js';
@@ -74,7 +75,12 @@ export async function runEnv(argv: string[], io: CommandIo): Promise<number> {
 /** `tcw queue …`: the local queue on its own. */
 export async function runQueue(argv: string[], io: CommandIo): Promise<number> {
   suppressSqliteExperimentalWarning();
-  return runQueueCommand(argv, { stdout: io.stdout, stderr: io.stderr });
+  // YAML or JSON, like the worker's own config
+  return runQueueCommand(argv, {
+    stdout: io.stdout,
+    stderr: io.stderr,
+    parseConfig: (text) => parseYaml(text),
+  });
 }
 
 export function runVersion(io: CommandIo): number {

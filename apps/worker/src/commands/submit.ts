@@ -64,7 +64,8 @@ export async function runSubmit(argv: string[], io: CommandIo): Promise<number> 
     io.stderr.write(
       `tcw submit: createTask failed${e.statusCode ? ` (${e.statusCode})` : ''}: ${e.message}\n`,
     );
-    return EXIT.usage;
+    // refused (4xx: the definition, the scopes) is the caller's to fix; unreachable or 5xx is worth a retry
+    return e.statusCode !== undefined && e.statusCode < 500 ? EXIT.usage : EXIT.unavailable;
   }
   io.stdout.write(`${taskId}\n`);
   if (!parsed.values.follow) return EXIT.ok;

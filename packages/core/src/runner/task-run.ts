@@ -385,7 +385,7 @@ export class TaskRun {
       ...(decidingError ? { error: decidingError } : {}),
       timings: this.#timings,
     };
-    this.#cleanedUp = this.#cleanup(builder, log, uploader, dir, outcome);
+    this.#cleanedUp = this.#cleanup(builder, log, dir, outcome);
     return outcome;
   }
 
@@ -401,7 +401,6 @@ export class TaskRun {
   async #cleanup(
     builder: SandboxBuilderV1 | undefined,
     log: TaskLog,
-    uploader: ArtifactUploader,
     dir: string,
     outcome: TaskRunOutcome,
   ): Promise<void> {
