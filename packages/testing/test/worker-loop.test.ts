@@ -67,16 +67,17 @@ describe('worker loop', () => {
     };
     const tw = await startTestWorker({ engine, capacity: 1, plugins: [probe] });
     tw.worker.events.on('task-resolved', (e) => resolvedEvents.push(e.taskId));
-    const ids = [1, 2, 3].map(() => tw.submit({ mock: { delayMs: 20, disposeDelayMs: 400 } }));
+    // task 2's cleanup is much longer than task 1's, so task 3 starts (after task 1's) while it still runs
+    const ids = [300, 2000, 10].map((disposeDelayMs) => tw.submit({ mock: { delayMs: 20, disposeDelayMs } }));
     for (const id of ids) expect((await tw.result(id)).resolution).toBe('completed');
     await tw.stop();
     // task 2 started while task 1 was still being cleaned up; task 3 waited for task 1's cleanup (1 in flight)
     expect(disposedAtStart[0]).toEqual([]);
     expect(disposedAtStart[1]).toEqual([false]);
     expect(disposedAtStart[2]).toEqual([true, false]);
-    // the worker's stop waited for every cleanup, and task-resolved came after each one
+    // the worker's stop waited for every cleanup, and task-resolved came after each one (task 2's last)
     expect(engine.sandboxes.map((s) => s.disposed)).toEqual([true, true, true]);
-    expect(resolvedEvents).toEqual(ids);
+    expect(resolvedEvents).toEqual([ids[0], ids[2], ids[1]]);
   });
 
   it('reclaims before takenUntil and uses the fresh credentials afterwards', async () => {
