@@ -13,6 +13,7 @@ import {
   MalformedPayloadError,
   type PayloadSchemaPart,
   type ResultSetV1,
+  removeTree,
   type SandboxBuilderV1,
   type SandboxOptions,
   type SandboxV1,
@@ -135,7 +136,7 @@ export function createScriptEngine(options: ScriptEngineOptions): EngineV1 {
         async discard() {
           if (state === 'discarded') return;
           state = 'discarded';
-          await rm(dir, { recursive: true, force: true });
+          await removeTree(dir);
         },
       };
     },
@@ -232,7 +233,7 @@ async function startScript(
       aborted,
       ...(error ? { error } : {}),
       async dispose() {
-        await rm(dir, { recursive: true, force: true });
+        await removeTree(dir);
       },
     };
   };

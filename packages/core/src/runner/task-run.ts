@@ -1,4 +1,4 @@
-import { mkdir, rm } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ArtifactUploader } from '../artifacts/artifact-uploader.js';
 import type { EngineV1 } from '../engine/v1/engine.js';
@@ -17,6 +17,7 @@ import type { QueuePort } from '../queue/queue-port.js';
 import type { ComposedPayloadSchema } from '../schema/payload-schema.js';
 import type { Claim, Credentials, TaskInfo, WorkerIdentity } from '../task.js';
 import type { Limiter } from '../util/limiter.js';
+import { removeTree } from '../util/remove-tree.js';
 import { backoff, sleep } from '../util/sleep.js';
 import { CORE_VERSION } from '../version.js';
 import type { WorkerEvents } from '../worker/worker-events.js';
@@ -422,7 +423,9 @@ export class TaskRun {
     const filesCleanup = (async () => {
       // the log's backing file and the upload spools are inside the run's folder: one removal for all
       await log.close().catch(() => {});
-      await rm(dir, { recursive: true, force: true }).catch(() => {});
+      await removeTree(dir).catch((error) =>
+        this.#logger.warn({ err: (error as Error).message, dir }, 'could not remove the run folder'),
+      );
     })();
     await Promise.all([engineCleanup, filesCleanup]);
     this.#mark('cleanup');
