@@ -151,17 +151,24 @@ export function livelog(options: LivelogOptions = {}): LivelogPlugin {
       const url = `${baseUrl}/log/${token}`;
       const entry = { log: context.taskLog, responses: new Set<ServerResponse>() };
       logs.set(token, entry);
+      // the reference is created while the sandbox is built and started (it is awaited before the task runs on,
+      // and before the link replaces it)
+      let referenced: Promise<void> | undefined;
       const relink = async (ctx: TaskHookContext & { backingLogUploaded: boolean }) => {
+        await referenced;
         if (!ctx.backingLogUploaded) return;
         await bestEffort(ctx, `link ${LIVE_LOG_NAME} to ${BACKING_LOG_NAME}`, () =>
           ctx.artifacts.createLink(LIVE_LOG_NAME, BACKING_LOG_NAME, CONTENT_TYPE),
         );
       };
       return {
-        async prepare(ctx) {
-          await bestEffort(ctx, `create ${LIVE_LOG_NAME}`, () =>
+        prepare(ctx) {
+          referenced = bestEffort(ctx, `create ${LIVE_LOG_NAME}`, () =>
             ctx.artifacts.createReference(LIVE_LOG_NAME, url, CONTENT_TYPE),
           );
+        },
+        async started() {
+          await referenced;
         },
         finished: relink,
         exception: relink,
