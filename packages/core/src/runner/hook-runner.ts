@@ -20,6 +20,8 @@ export interface PluginEntry {
   plugin: PluginV1;
   taskPlugin: TaskPluginV1 | undefined;
   context: TaskHookContext;
+  /** The forward hooks this plugin has completed (so a failure in `finished` spares those already finished). */
+  completed?: Set<TaskHookName>;
 }
 
 /** Sorts plugins into their tiers (`pre`, normal, `post`), keeping configuration order within each tier. */
@@ -104,6 +106,7 @@ export async function runForward(
         fn.call(entry.taskPlugin, { ...entry.context, ...args, signal }),
       ),
     );
+    (entry.completed ??= new Set()).add(hook);
   }
   return results;
 }

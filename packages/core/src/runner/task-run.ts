@@ -218,6 +218,8 @@ export class TaskRun {
     let fatal = false;
     let decidingError: Error | undefined;
     let logUploaded = false;
+    /** `finished` hooks have begun: a failure now spares the plugins whose `finished` already ran. */
+    let finishing = false;
     const closeAndUpload = async (): Promise<boolean> => {
       if (log.closed) return logUploaded;
       await log.close();
@@ -290,6 +292,7 @@ export class TaskRun {
       );
       const uploaded = await closeAndUpload();
       this.#mark('log');
+      finishing = true;
       await runForward(
         hookOptions,
         entries,
@@ -341,11 +344,15 @@ export class TaskRun {
           `${((Date.now() - started) / 1000).toFixed(3)} s`,
       );
       this.#mark('failed');
+      if (log.closed && !this.#abortReason) {
+        // after the log was uploaded (a `finished` hook failed): the task log cannot carry it any more
+        this.#logger.error({ err: error }, 'the run failed after its task log was uploaded');
+      }
       const uploaded = await closeAndUpload();
       this.#mark('log');
       const teardownErrors = await runTeardown(
         hookOptions,
-        entries,
+        finishing ? entries.filter((e) => !e.completed?.has('finished')) : entries,
         'exception',
         { reason, backingLogUploaded: uploaded },
         new AbortController().signal,
