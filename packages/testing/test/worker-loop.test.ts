@@ -1,6 +1,6 @@
 // The worker loop against the FakeQueue port: capacity, claims only for free slots, reclaim timing and
 // credentials, 409 handling, cancellation, graceful and immediate stop.
-import { BACKING_LOG_NAME, type PluginV1 } from '@tcw/core';
+import { BACKING_LOG_NAME, ConfigError, PluginError, type PluginV1 } from '@tcw/core';
 import { describe, expect, it } from 'vitest';
 import { createMockEngine, FakeQueue, startTestWorker } from '../src/index.js';
 
@@ -78,6 +78,58 @@ describe('worker loop', () => {
     // the worker's stop waited for every cleanup, and task-resolved came after each one (task 2's last)
     expect(engine.sandboxes.map((s) => s.disposed)).toEqual([true, true, true]);
     expect(resolvedEvents).toEqual([ids[0], ids[2], ids[1]]);
+  });
+
+  it('a plugin whose init fails: PluginError naming it, and what already started is disposed', async () => {
+    const events: string[] = [];
+    const engine = createMockEngine();
+    engine.dispose = async () => {
+      events.push('engine.dispose');
+    };
+    const ok: PluginV1 = {
+      specificationVersion: 'v1',
+      name: 'ok',
+      init: () => {
+        events.push('ok.init');
+      },
+      dispose: () => {
+        events.push('ok.dispose');
+      },
+    };
+    const broken: PluginV1 = {
+      specificationVersion: 'v1',
+      name: 'broken',
+      init: () => {
+        throw new Error('port 1 is taken');
+      },
+      dispose: () => {
+        events.push('broken.dispose');
+      },
+    };
+    const never: PluginV1 = {
+      specificationVersion: 'v1',
+      name: 'never',
+      init: () => {
+        events.push('never.init');
+      },
+    };
+    const error = await startTestWorker({ engine, plugins: [ok, broken, never] }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(PluginError);
+    expect((error as Error).message).toBe('plugin broken failed in init: port 1 is taken');
+    expect(events).toEqual(['ok.init', 'ok.dispose', 'engine.dispose']);
+    // a ConfigError from init keeps its type (the tcw app maps it to exit code 64)
+    const configError = await startTestWorker({
+      plugins: [
+        {
+          specificationVersion: 'v1',
+          name: 'picky',
+          init: () => {
+            throw new ConfigError([{ path: 'plugins.picky.level', message: 'must be 1 to 3' }]);
+          },
+        },
+      ],
+    }).catch((e: unknown) => e);
+    expect(configError).toBeInstanceOf(ConfigError);
   });
 
   it('reclaims before takenUntil and uses the fresh credentials afterwards', async () => {

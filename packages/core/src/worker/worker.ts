@@ -1,7 +1,9 @@
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { EngineV1 } from '../engine/v1/engine.js';
+import { PluginError } from '../errors/plugin-error.js';
 import { errorOutcome } from '../errors/resolution.js';
+import { TcwError } from '../errors/tcw-error.js';
 import type { Logger } from '../logger.js';
 import { silentLogger } from '../logger.js';
 import type { PluginV1, StopOptions, WorkerLifecycle } from '../plugin/v1/plugin.js';
@@ -124,6 +126,19 @@ export class Worker {
       worker: identity,
       workDir: join(this.#o.workDir, 'engine'),
     });
+    const initialised: PluginV1[] = [];
+    try {
+      await this.#initPlugins(initialised);
+    } catch (error) {
+      // undo what started (a listening server, a timer), so a failed start leaves nothing running
+      await this.#dispose(initialised);
+      throw error;
+    }
+    this.#started = true;
+  }
+
+  async #initPlugins(initialised: PluginV1[]): Promise<void> {
+    const { engine, identity } = this.#o;
     const self = this;
     const lifecycle: WorkerLifecycle = {
       stopGracefully: (reason, options) => this.stopGracefully(reason, options),
@@ -136,17 +151,22 @@ export class Worker {
     for (const plugin of this.#plugins) {
       const workDir = join(this.#o.workDir, 'plugins', plugin.name);
       await mkdir(workDir, { recursive: true });
-      await plugin.init?.({
-        logger: this.#logger.child({ plugin: plugin.name }),
-        worker: identity,
-        rootUrl: this.#o.queue.rootUrl,
-        engine: { name: engine.name, capabilities: engine.capabilities },
-        lifecycle,
-        workDir,
-        coreVersion: CORE_VERSION,
-      });
+      try {
+        await plugin.init?.({
+          logger: this.#logger.child({ plugin: plugin.name }),
+          worker: identity,
+          rootUrl: this.#o.queue.rootUrl,
+          engine: { name: engine.name, capabilities: engine.capabilities },
+          lifecycle,
+          workDir,
+          coreVersion: CORE_VERSION,
+        });
+      } catch (error) {
+        // our own errors (a ConfigError…) keep their type; anything else says which plugin failed
+        throw error instanceof TcwError ? error : new PluginError(plugin.name, 'init', error);
+      }
+      initialised.push(plugin);
     }
-    this.#started = true;
   }
 
   /** Stop claiming; let running tasks finish (aborted as `worker-shutdown` after the grace period). */
@@ -346,8 +366,9 @@ export class Worker {
     }
   }
 
-  async #dispose(): Promise<void> {
-    for (const plugin of [...this.#plugins].reverse()) {
+  /** Disposes the plugins (all, or those given), last first, then the engine; failures are logged. */
+  async #dispose(plugins: readonly PluginV1[] = this.#plugins): Promise<void> {
+    for (const plugin of [...plugins].reverse()) {
       try {
         await plugin.dispose?.();
       } catch (error) {
