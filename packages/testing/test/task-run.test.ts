@@ -154,6 +154,40 @@ describe('task run: stages and hook order', () => {
   });
 });
 
+describe('task run: a hook past its timeout', () => {
+  it('gets its signal aborted and a moment to stop before exception and dispose run', async () => {
+    const order: string[] = [];
+    const slow: PluginV1 = {
+      specificationVersion: 'v1',
+      name: 'slow',
+      taskPlugin: () => ({
+        // ignores its signal at first, then stops 150 ms after the 200 ms timeout aborted it
+        prepare: async ({ signal }) => {
+          await new Promise((r) => signal.addEventListener('abort', r, { once: true }));
+          order.push('prepare saw the abort');
+          await new Promise((r) => setTimeout(r, 150));
+          order.push('prepare ended');
+        },
+        exception: () => {
+          order.push('exception');
+        },
+        dispose: () => {
+          order.push('dispose');
+        },
+      }),
+    };
+    const tw = await startTestWorker({
+      plugins: [slow],
+      worker: { hookTimeoutMs: 200, hookWarnAfterMs: 50 },
+    });
+    const result = await tw.run({ mock: {} });
+    await tw.exited;
+    expect(result.resolution).toBe('exception/internal-error');
+    expect(result.log).toContain('plugin slow did not finish prepare within 200 ms');
+    expect(order).toEqual(['prepare saw the abort', 'prepare ended', 'exception', 'dispose']);
+  });
+});
+
 describe('task run: resolutions', () => {
   it('a non-zero exit never resolves completed, whatever the plugins say', async () => {
     const result = await runPluginTask({

@@ -33,6 +33,9 @@ export function orderPlugins<P extends { enforce?: 'pre' | 'post' | undefined }>
     .map((x) => x.p);
 }
 
+/** After a hook's timeout aborts its signal, how long it may take to stop (at most the timeout itself). */
+const ABORT_WAIT_MS = 5000;
+
 /**
  * Calls one hook of a plugin with its timeout, its "waiting for" warnings and the error attributed to the
  * plugin (`PluginError`, or `HookTimeoutError`).
@@ -63,14 +66,42 @@ export async function callHook<T>(
   events.emit('hook-start', { plugin, hook, taskId });
   events.emit('progress', { what: `${plugin}.${hook} started` });
   try {
-    const timeout = new Promise<never>((_, reject) => {
-      timeoutTimer = setTimeout(() => {
-        hookAbort.abort(new HookTimeoutError(plugin, hook, options.timeoutMs));
-        reject(new HookTimeoutError(plugin, hook, options.timeoutMs));
-      }, options.timeoutMs);
+    const call = Promise.resolve().then(() => fn(signal));
+    const timedOut = new Promise<'timeout'>((resolve) => {
+      timeoutTimer = setTimeout(() => resolve('timeout'), options.timeoutMs);
       timeoutTimer.unref();
     });
-    return await Promise.race([Promise.resolve().then(() => fn(signal)), timeout]);
+    const first = await Promise.race([
+      call.then(
+        () => 'settled' as const,
+        () => 'settled' as const,
+      ),
+      timedOut,
+    ]);
+    if (first === 'settled') return await call;
+    const error = new HookTimeoutError(plugin, hook, options.timeoutMs);
+    hookAbort.abort(error);
+    // give the hook a moment to honour its aborted signal, so the `exception` and `dispose` hooks that follow do
+    // not run while it is still at work
+    const graceMs = Math.min(ABORT_WAIT_MS, options.timeoutMs);
+    let graceTimer: NodeJS.Timeout | undefined;
+    const honoured = await Promise.race([
+      call.then(
+        () => true,
+        () => true,
+      ),
+      new Promise<false>((resolve) => {
+        graceTimer = setTimeout(() => resolve(false), graceMs);
+      }),
+    ]);
+    clearTimeout(graceTimer);
+    if (!honoured) {
+      logger.warn(
+        { plugin, hook, taskId, graceMs },
+        `plugin ${plugin} (${hook}) still runs ${graceMs} ms after its timeout aborted it; going on without it`,
+      );
+    }
+    throw error;
   } catch (error) {
     if (TcwError.hasCode(error, HookTimeoutError.code)) throw error;
     throw new PluginError(plugin, hook, error);
@@ -106,7 +137,8 @@ export async function runForward(
         fn.call(entry.taskPlugin, { ...entry.context, ...args, signal }),
       ),
     );
-    (entry.completed ??= new Set()).add(hook);
+    entry.completed ??= new Set();
+    entry.completed.add(hook);
   }
   return results;
 }
