@@ -22,6 +22,7 @@ import {
   type Proc,
   type QueueProc,
   startQueue,
+  stopAll,
   tcw,
   tempDir,
   until,
@@ -47,10 +48,7 @@ describe('tcw start with the docker engine, against tcw queue', () => {
   });
 
   afterAll(async () => {
-    worker?.kill('SIGTERM');
-    await worker?.exited;
-    queue?.kill('SIGTERM');
-    await queue?.exited;
+    await stopAll(worker, queue);
     await cleanup(dir);
   });
 
@@ -246,10 +244,7 @@ describe('tcw start with the docker engine: privileged when configured, and reco
   });
 
   afterAll(async () => {
-    worker?.kill('SIGTERM');
-    await worker?.exited;
-    queue?.kill('SIGTERM');
-    await queue?.exited;
+    await stopAll(worker, queue);
     await cleanup(dir);
   });
 

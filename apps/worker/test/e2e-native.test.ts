@@ -23,6 +23,7 @@ import {
   type Proc,
   type QueueProc,
   startQueue,
+  stopAll,
   tcw,
   tempDir,
   until,
@@ -70,10 +71,7 @@ describe('tcw start with the native engine (per-task users), against tcw queue',
   });
 
   afterAll(async () => {
-    worker?.kill('SIGTERM');
-    await worker?.exited;
-    queue?.kill('SIGTERM');
-    await queue?.exited;
+    await stopAll(worker, queue);
     await cleanup(dir);
   });
 

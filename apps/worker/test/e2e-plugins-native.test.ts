@@ -14,6 +14,7 @@ import {
   type Proc,
   type QueueProc,
   startQueue,
+  stopAll,
   taskDefinition,
   tcw,
   tempDir,
@@ -66,10 +67,7 @@ describe('plugins on a native-engine worker, against tcw queue', () => {
   });
 
   afterAll(async () => {
-    worker?.kill('SIGTERM');
-    await worker?.exited;
-    queue?.kill('SIGTERM');
-    await queue?.exited;
+    await stopAll(worker, queue);
     await cleanup(dir);
   });
 

@@ -13,6 +13,7 @@ import {
   type QueueProc,
   scriptConfig,
   startQueue,
+  stopAll,
   tcw,
   tempDir,
   until,
@@ -55,10 +56,7 @@ describe('plugins on a script-engine worker, against tcw queue', () => {
   });
 
   afterAll(async () => {
-    worker?.kill('SIGTERM');
-    await worker?.exited;
-    queue?.kill('SIGTERM');
-    await queue?.exited;
+    await stopAll(worker, queue);
     await cleanup(dir);
   });
 

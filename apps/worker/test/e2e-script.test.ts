@@ -14,6 +14,7 @@ import {
   type QueueProc,
   scriptConfig,
   startQueue,
+  stopAll,
   taskDefinition,
   tcw,
   tempDir,
@@ -43,10 +44,7 @@ describe('tcw start with the script engine, against tcw queue', () => {
   });
 
   afterAll(async () => {
-    worker?.kill('SIGTERM');
-    await worker?.exited;
-    queue?.kill('SIGTERM');
-    await queue?.exited;
+    await stopAll(worker, queue);
     await cleanup(dir);
   });
 

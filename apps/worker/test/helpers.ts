@@ -235,6 +235,15 @@ export async function until<T>(
   }
 }
 
+/** Stops what a test started, in order (SIGTERM to each one still running, then waits for it to exit). */
+export async function stopAll(...procs: Array<Proc | undefined>): Promise<void> {
+  for (const proc of procs) {
+    if (!proc || proc.child.exitCode !== null || proc.child.signalCode !== null) continue;
+    proc.kill('SIGTERM');
+    await proc.exited;
+  }
+}
+
 export async function cleanup(...dirs: string[]): Promise<void> {
   for (const dir of dirs) await rm(dir, { recursive: true, force: true });
 }
