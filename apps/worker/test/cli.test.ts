@@ -8,6 +8,7 @@ import {
   type QueueProc,
   scriptConfig,
   startQueue,
+  stopAll,
   tcw,
   tempDir,
   waitForResolution,
@@ -324,6 +325,7 @@ describe('tcw start on the embedded queue, and signals', () => {
   ] as const) {
     it(`reaches the embedded queue ${mode}: completed, failed, cancelled, artifacts and logs`, async () => {
       const dir = await tempDir('tcw-inprocess-');
+      let worker: ReturnType<typeof tcw> | undefined;
       try {
         await mkdir(join(dir, 'markers'));
         const taskQueueId = 'tcw/inprocess';
@@ -331,7 +333,7 @@ describe('tcw start on the embedded queue, and signals', () => {
           ...scriptConfig({ markerDir: join(dir, 'markers'), workDir: join(dir, 'work'), taskQueueId }),
           localQueue: { stateDir: join(dir, 'queue'), port: 0, ...extra },
         });
-        const worker = tcw(['start', '--config', config]);
+        worker = tcw(['start', '--config', config]);
         await worker.waitFor(/TASKCLUSTER_ACCESS_TOKEN=.*\n/, 'stdout');
         await worker.waitFor(/worker started/);
         const { parseExports, taskDefinition, downloadText } = await import('./helpers.js');
@@ -372,6 +374,7 @@ describe('tcw start on the embedded queue, and signals', () => {
         if (inProcess) expect(workerCalls).toEqual([]);
         else expect(workerCalls.length).toBeGreaterThan(3);
       } finally {
+        await stopAll(worker);
         await cleanup(dir);
       }
     });
