@@ -309,6 +309,24 @@ export function createHandler(o: HttpHandlerOptions) {
     return f.status;
   };
 
+  /** The injected fault of an API route, as the error to answer with (undefined: no fault). */
+  const routeFault = (service: string, name: string): ApiError | undefined => {
+    const status = takeFault(service, name);
+    if (status === undefined) return undefined;
+    return new ApiError(
+      status,
+      status >= 500 ? 'InternalServerError' : 'InjectedFault',
+      `injected fault on ${name}`,
+    );
+  };
+
+  /** An error as answered: ApiErrors as they are, anything else a 500 (logged, its details kept out of replies). */
+  const answerFor = (err: unknown, fields: Record<string, unknown>): ApiError => {
+    if (err instanceof ApiError) return err;
+    o.logger.error('request failed', { ...fields, err });
+    return new ApiError(500, 'InternalServerError', 'Internal error (see the queue log)');
+  };
+
   const handler = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const started = Date.now();
     const rawUrl = req.url ?? '/';
@@ -348,14 +366,10 @@ export function createHandler(o: HttpHandlerOptions) {
         throw notFound(`No such endpoint: ${method} ${rawPath}`);
       }
       routeName = route.name;
-      const faultStatus = takeFault(service, route.name);
-      if (faultStatus !== undefined) {
+      const fault = routeFault(service, route.name);
+      if (fault) {
         await readBody(req).catch(() => []);
-        throw new ApiError(
-          faultStatus,
-          faultStatus >= 500 ? 'InternalServerError' : 'InjectedFault',
-          `injected fault on ${route.name}`,
-        );
+        throw fault;
       }
       const raw = Buffer.concat(await readBody(req));
       const text = raw.toString('utf8');
@@ -406,14 +420,10 @@ export function createHandler(o: HttpHandlerOptions) {
     } catch (err) {
       // let the client finish sending so it reads this answer instead of a reset connection
       if (!req.readableEnded) req.resume();
-      const e =
-        err instanceof ApiError
-          ? err
-          : new ApiError(500, 'InternalServerError', 'Internal error (see the queue log)');
+      const e = answerFor(err, { method, route: routeName });
       // a request that failed after a commit (none should) still answers only once that commit is on disk
       await o.svc.durable().catch(() => {});
-      if (!(err instanceof ApiError)) o.logger.error('request failed', { method, route: routeName, err });
-      else
+      if (e === err)
         o.logger.debug('request rejected', { method, route: routeName, status: e.statusCode, code: e.code });
       sendJson(
         res,
@@ -515,14 +525,8 @@ export function createHandler(o: HttpHandlerOptions) {
         for (const [k, v] of Object.entries(queryArg ?? {})) if (v !== undefined) query.set(k, String(v));
         for (let attempt = 0; ; attempt++) {
           try {
-            const faultStatus = takeFault(service, route.name);
-            if (faultStatus !== undefined) {
-              throw new ApiError(
-                faultStatus,
-                faultStatus >= 500 ? 'InternalServerError' : 'InjectedFault',
-                `injected fault on ${route.name}`,
-              );
-            }
+            const fault = routeFault(service, route.name);
+            if (fault) throw fault;
             const auth: AuthResult =
               route.open || !credentials
                 ? { clientId: undefined, scopes: [...o.anonymousScopes] }
@@ -544,12 +548,8 @@ export function createHandler(o: HttpHandlerOptions) {
             const value = result instanceof Reply ? result.body : result;
             return value === undefined ? {} : JSON.parse(JSON.stringify(value));
           } catch (err) {
-            const e =
-              err instanceof ApiError
-                ? err
-                : new ApiError(500, 'InternalServerError', 'Internal error (see the queue log)');
+            const e = answerFor(err, { route: route.name });
             await o.svc.durable().catch(() => {});
-            if (!(err instanceof ApiError)) o.logger.error('request failed', { route: route.name, err });
             if (e.statusCode >= 500 && attempt < retries) {
               await new Promise((r) => setTimeout(r, Math.min(100 * 2 ** attempt, 5000)));
               continue;
