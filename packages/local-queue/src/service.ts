@@ -176,6 +176,8 @@ export class QueueService {
   /** An object file was renamed into place since the last sync began: the objects folder needs one. */
   #dirUnsynced = false;
   #syncRunning: Promise<void> | undefined;
+  /** SQLite's `total_changes()` when the last completed sync began: nothing newer needs a sync. */
+  #syncedChanges = -1;
   #syncNext: Promise<void> | undefined;
 
   constructor(options: ServiceOptions) {
@@ -210,10 +212,13 @@ export class QueueService {
    */
   durable(): Promise<void> {
     if (this.#walFd === undefined) return Promise.resolve();
+    // a read (a status poll, an empty claimWork) after everything was synced has nothing to wait for
+    if (!this.#dirUnsynced && this.#totalChanges() === this.#syncedChanges) return Promise.resolve();
     this.#syncNext ??= (async () => {
       // a sync already running may have started before our commits: wait for it, then start a fresh one
       if (this.#syncRunning) await this.#syncRunning.catch(() => {});
       this.#syncNext = undefined;
+      const changes = this.#totalChanges();
       const dir = this.#dirUnsynced;
       this.#dirUnsynced = false;
       const run = Promise.all([fdatasync(this.#walFd!), ...(dir ? [syncPath(this.#o.objectsDir)] : [])]).then(
@@ -222,11 +227,16 @@ export class QueueService {
       this.#syncRunning = run;
       try {
         await run;
+        this.#syncedChanges = Math.max(this.#syncedChanges, changes);
       } finally {
         if (this.#syncRunning === run) this.#syncRunning = undefined;
       }
     })();
     return this.#syncNext;
+  }
+
+  #totalChanges(): number {
+    return Number((this.#q('SELECT total_changes() AS n').get() as { n: number | bigint }).n);
   }
 
   close(): void {
