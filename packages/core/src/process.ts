@@ -298,7 +298,8 @@ function treeOf(plan: TreePlan, child: Launched): TreeProcess {
     })();
     return nsLink;
   };
-  if (isolation === 'pid-namespace') void namespaceOf();
+  // Looked up only when pids() is asked for (terminate, kill, tests), not for every command: once the wrapper has
+  // exited, the namespace is gone with it (its init died, --kill-child), so nothing can be missed by waiting.
 
   let ended = false;
   /** The cgroup is empty and the command itself has exited (it may not have joined the cgroup yet). */

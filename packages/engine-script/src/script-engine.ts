@@ -1,4 +1,5 @@
-import { mkdir, mkdtemp, readdir, rm } from 'node:fs/promises';
+import { mkdirSync, mkdtempSync } from 'node:fs';
+import { mkdir, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
@@ -110,14 +111,19 @@ export function createScriptEngine(options: ScriptEngineOptions): EngineV1 {
     async newSandboxBuilder(opts: SandboxOptions): Promise<SandboxBuilderV1> {
       const base = tasksDir ?? tmpdir();
       const prefix = join(base, `${FOLDER_PREFIX}${opts.task.taskId}-${opts.task.runId}-`);
-      // the base folder exists (made at init); make it again only if someone removed it since
-      const dir = await mkdtemp(prefix).catch(async (error: NodeJS.ErrnoException) => {
-        if (error.code !== 'ENOENT') throw error;
-        await mkdir(base, { recursive: true });
-        return mkdtemp(prefix);
-      });
-      await mkdir(join(dir, 'artifacts'));
-      await mkdir(join(dir, 'artifacts', 'public'));
+      // Three metadata syscalls per task: the synchronous forms take tens of microseconds on a local disk, their
+      // thread-pool forms several times that in CPU and ~0.3 ms of latency each.
+      // The base folder exists (made at init); make it again only if someone removed it since.
+      let dir: string;
+      try {
+        dir = mkdtempSync(prefix);
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+        mkdirSync(base, { recursive: true });
+        dir = mkdtempSync(prefix);
+      }
+      mkdirSync(join(dir, 'artifacts'));
+      mkdirSync(join(dir, 'artifacts', 'public'));
       let state: 'building' | 'started' | 'discarded' = 'building';
       const unsupported = (feature: string) => () => {
         throw new FeatureNotSupportedError(feature, `the script engine does not support ${feature}`);

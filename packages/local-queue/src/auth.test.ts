@@ -1,6 +1,13 @@
 import { createHash, createHmac } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { authenticate, createTemporaryCredentials, expandScopes, satisfies, scopeMatch } from './auth.js';
+import {
+  authenticate,
+  authenticateCredentials,
+  createTemporaryCredentials,
+  expandScopes,
+  satisfies,
+  scopeMatch,
+} from './auth.js';
 
 describe('scopes', () => {
   it('matches equal scopes and *-suffixed prefixes only', () => {
@@ -117,5 +124,45 @@ describe('temporary credentials', () => {
         [],
       ),
     ).toThrow(/payload hash/);
+  });
+});
+
+describe('in-process credentials: verified certificates are remembered', () => {
+  const issuer = {
+    clientId: 'issuer',
+    accessToken: 'issuer-token-0123456789abcdefghijklmnop',
+    scopes: ['queue:*'],
+  };
+  const now = Date.now();
+  const temp = createTemporaryCredentials({
+    start: new Date(now - 60_000),
+    expiry: new Date(now + 3_600_000),
+    scopes: ['queue:status:*'],
+    credentials: issuer,
+  });
+
+  it('still checks the validity window, the signature and the issuer on every call', () => {
+    const clients = new Map([[issuer.clientId, issuer]]);
+    const lookup = (id: string) => clients.get(id);
+    // first call: verified and remembered
+    expect(authenticateCredentials(temp, lookup, [], now).scopes).toEqual(['queue:status:*']);
+    // a second call at the same time: the same answer
+    expect(authenticateCredentials(temp, lookup, [], now).scopes).toEqual(['queue:status:*']);
+    // after the certificate expired (beyond the 5 min grace): refused although it was verified before
+    expect(() => authenticateCredentials(temp, lookup, [], now + 3_600_000 + 6 * 60_000)).toThrow(/expiry/);
+    // a forged certificate (scopes widened, signature kept) is a different text: verified, and refused
+    const cert = JSON.parse(temp.certificate);
+    const forged = { ...temp, certificate: JSON.stringify({ ...cert, scopes: ['*'] }) };
+    expect(() => authenticateCredentials(forged, lookup, [], now)).toThrow(/signature/);
+    // a wrong access token with the remembered certificate
+    expect(() => authenticateCredentials({ ...temp, accessToken: 'x'.repeat(43) }, lookup, [], now)).toThrow(
+      /access token/,
+    );
+    // the issuer's client changed (a new token): the certificate is checked again, and now fails
+    clients.set(issuer.clientId, { ...issuer, accessToken: 'another-token-0123456789abcdefghijklmno' });
+    expect(() => authenticateCredentials(temp, lookup, [], now)).toThrow(/signature/);
+    // the issuer is gone
+    clients.delete(issuer.clientId);
+    expect(() => authenticateCredentials(temp, lookup, [], now)).toThrow(/unknown/);
   });
 });

@@ -191,6 +191,24 @@ function hawkMac(
   return hmacB64(key, normalized);
 }
 
+/** A certificate whose signature and scopes were checked, by client lookup (one per queue), by clientId + text. */
+interface VerifiedCertificate {
+  issuerId: string;
+  /** the issuer's client as it was checked: another object (a changed or removed client) means check again */
+  issuer: StaticClient;
+  key: string;
+  scopes: string[];
+  start: number;
+  expiry: number;
+}
+const verifiedCertificates = new WeakMap<object, Map<string, VerifiedCertificate>>();
+const VERIFIED_CACHE_SIZE = 1024;
+
+function checkValidity(cert: { start: number; expiry: number }, now: number): void {
+  if (cert.start > now + CERT_GRACE_MS) throw unauthorized('ext.certificate.start > now');
+  if (cert.expiry < now - CERT_GRACE_MS) throw unauthorized('ext.certificate.expiry < now');
+}
+
 /**
  * The key (access token) and scopes of a caller: a static client's, or those of temporary credentials whose
  * certificate is checked like the auth service does (signature, issuer, validity, the issuer's scopes).
@@ -204,6 +222,15 @@ function clientKey(
 ): { key: string; scopes: string[] } {
   let key: string;
   let scopes: string[];
+  if (typeof certificate === 'string') {
+    // the same temporary credentials come with every call of a task run: check the signature once, then only
+    // the validity window (and that the issuer is still the same client)
+    const cached = verifiedCertificates.get(lookupClient)?.get(`${clientId}\n${certificate}`);
+    if (cached && lookupClient(cached.issuerId) === cached.issuer) {
+      checkValidity(cached, now);
+      return { key: cached.key, scopes: cached.scopes };
+    }
+  }
   if (certificate !== undefined) {
     let cert = certificate;
     if (typeof cert === 'string') {
@@ -226,8 +253,7 @@ function clientKey(
     ) {
       throw unauthorized('ext.certificate is malformed');
     }
-    if (cert.start > now + CERT_GRACE_MS) throw unauthorized('ext.certificate.start > now');
-    if (cert.expiry < now - CERT_GRACE_MS) throw unauthorized('ext.certificate.expiry < now');
+    checkValidity(cert, now);
     if (cert.expiry - cert.start > 31 * 24 * 3600 * 1000) {
       throw unauthorized('ext.certificate cannot last longer than 31 days');
     }
@@ -253,6 +279,22 @@ function clientKey(
     }
     key = temporaryAccessToken(issuer.accessToken, cert.seed);
     scopes = expand(cert.scopes);
+    if (typeof certificate === 'string') {
+      let cache = verifiedCertificates.get(lookupClient);
+      if (!cache) {
+        cache = new Map();
+        verifiedCertificates.set(lookupClient, cache);
+      }
+      if (cache.size >= VERIFIED_CACHE_SIZE) cache.delete(cache.keys().next().value!);
+      cache.set(`${clientId}\n${certificate}`, {
+        issuerId,
+        issuer,
+        key,
+        scopes,
+        start: cert.start,
+        expiry: cert.expiry,
+      });
+    }
   } else {
     const client = lookupClient(clientId);
     if (!client) throw unauthorized(`Client \`${clientId}\` is unknown`);

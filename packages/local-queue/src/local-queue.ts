@@ -306,6 +306,10 @@ export async function startLocalQueue(options: LocalQueueOptions): Promise<Local
       if (closed) return;
       closed = true;
       if (sweepTimer) clearInterval(sweepTimer);
+      // what in-process replies changed since the last sync (they do not wait for it) goes to disk now
+      await svc
+        .durable()
+        .catch((err) => logger.error('the final sync of the state database failed', { err }));
       svc.close();
       await new Promise<void>((r) => {
         server.close(() => r());

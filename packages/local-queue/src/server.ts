@@ -544,12 +544,14 @@ export function createHandler(o: HttpHandlerOptions) {
               auth,
               signal: new AbortController().signal,
             });
-            await o.svc.durable();
+            // the reply stays in this process: it need not wait for the fsync (see syncSoon); anything that
+            // leaves the process (an HTTP reply) still waits until this change is on disk
+            o.svc.syncSoon();
             const value = result instanceof Reply ? result.body : result;
             return value === undefined ? {} : JSON.parse(JSON.stringify(value));
           } catch (err) {
             const e = answerFor(err, { route: route.name });
-            await o.svc.durable().catch(() => {});
+            o.svc.syncSoon();
             if (e.statusCode >= 500 && attempt < retries) {
               await new Promise((r) => setTimeout(r, Math.min(100 * 2 ** attempt, 5000)));
               continue;

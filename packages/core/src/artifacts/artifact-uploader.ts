@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { createReadStream, createWriteStream, readFileSync } from 'node:fs';
+import { createReadStream, createWriteStream, readFileSync, statSync } from 'node:fs';
 import { mkdtemp, open, rm, stat } from 'node:fs/promises';
 import { request as httpRequest } from 'node:http';
 import { request as httpsRequest } from 'node:https';
@@ -178,7 +178,8 @@ export class ArtifactUploader {
     const { queue, taskId, runId } = this.#o;
     const contentType = artifact.contentType ?? contentTypeFor(artifact.name);
     const expires = this.expiresFor(artifact.expires);
-    const size = (await stat(path)).size;
+    // one metadata syscall: synchronous is far cheaper than a thread-pool round trip (see util/paths.ts)
+    const size = statSync(path).size;
     const wantGzip =
       artifact.gzip === true ||
       ((artifact.gzip ?? 'auto') === 'auto' && isCompressible(contentType) && size >= GZIP_MIN_SIZE);

@@ -229,6 +229,13 @@ export class Worker {
     const { queue, identity } = this.#o;
     let errors = 0;
     this.#idleCheck();
+    // one promise for the whole loop: a listener added per claim would pile up on the stop signal, and each
+    // addEventListener scans the listeners already there
+    const stopped = new Promise<'stopped'>((resolve) =>
+      this.#stop.signal.aborted
+        ? resolve('stopped')
+        : this.#stop.signal.addEventListener('abort', () => resolve('stopped'), { once: true }),
+    );
     while (!this.stopping) {
       this.events.emit('progress', { what: 'claim loop' });
       const free = this.#freeSlots();
@@ -241,11 +248,6 @@ export class Worker {
         workerId: identity.workerId,
         tasks: Math.min(free, 32),
       });
-      const stopped = new Promise<'stopped'>((resolve) =>
-        this.#stop.signal.aborted
-          ? resolve('stopped')
-          : this.#stop.signal.addEventListener('abort', () => resolve('stopped'), { once: true }),
-      );
       let claims: Claim[] | 'stopped';
       try {
         claims = await Promise.race([request, stopped]);
