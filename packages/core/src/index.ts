@@ -71,7 +71,7 @@ export type {
 } from './task.js';
 export { createLimiter, type Limiter } from './util/limiter.js';
 export { type InsideResult, resolveInside, type WalkEntry, walkFiles } from './util/paths.js';
-export { removeTree } from './util/remove-tree.js';
+export { type RemoveFs, removeAllSync, removeTree } from './util/remove-tree.js';
 export { backoff, sleep } from './util/sleep.js';
 export { CORE_VERSION, satisfies } from './version.js';
 export { composeWorkerSchema } from './worker/compose.js';

@@ -101,6 +101,10 @@ export function openDatabase(file: string, synchronous: 'FULL' | 'NORMAL' = 'FUL
   const require = createRequire(import.meta.url);
   const sqlite = require('node:sqlite') as typeof import('node:sqlite');
   const db = new sqlite.DatabaseSync(file);
+  // One process owns the state: EXCLUSIVE (set before WAL mode) keeps the lock for the connection's life, so SQLite
+  // skips the file locks and the shared-memory index it would take around every transaction, and a second queue on
+  // the same state directory is refused instead of sharing it.
+  db.exec('PRAGMA locking_mode = EXCLUSIVE');
   db.exec('PRAGMA journal_mode = WAL');
   db.exec(`PRAGMA synchronous = ${synchronous}`);
   db.exec('PRAGMA busy_timeout = 5000');

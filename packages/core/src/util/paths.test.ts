@@ -34,4 +34,36 @@ describe('paths', () => {
     }
     expect(seen).toEqual(['file:a.txt', 'refused:evil', 'file:good', 'file:sub/b.txt']);
   });
+
+  it('walks from a folder reached through a symlink, from the root itself, and through a symlinked root', async () => {
+    const collect = async (r: string, d: string) => {
+      const out: string[] = [];
+      for await (const entry of walkFiles(r, d)) {
+        out.push(entry.kind === 'file' ? `${entry.relPath}@${entry.path}` : `refused:${entry.relPath}`);
+      }
+      return out;
+    };
+    // a symlink inside the root to a folder inside it: the files are reported at their real paths
+    await symlink(join(root, 'dir/sub'), join(root, 'link-to-sub'));
+    expect(await collect(root, join(root, 'link-to-sub'))).toEqual([`b.txt@${join(root, 'dir/sub/b.txt')}`]);
+    // from the root itself (the cycle through link-to-sub is walked once)
+    expect((await collect(root, root)).filter((e) => !e.startsWith('refused'))).toEqual([
+      `dir/a.txt@${join(root, 'dir/a.txt')}`,
+      `dir/good@${join(root, 'dir/a.txt')}`,
+      `dir/sub/b.txt@${join(root, 'dir/sub/b.txt')}`,
+    ]);
+    // a root given through a symlink: paths are the real ones, and escaping symlinks are still refused
+    const alias = `${root}-alias`;
+    await symlink(root, alias);
+    try {
+      expect(await collect(alias, join(alias, 'dir'))).toEqual([
+        `a.txt@${join(root, 'dir/a.txt')}`,
+        'refused:evil',
+        `good@${join(root, 'dir/a.txt')}`,
+        `sub/b.txt@${join(root, 'dir/sub/b.txt')}`,
+      ]);
+    } finally {
+      await rm(alias, { force: true });
+    }
+  });
 });

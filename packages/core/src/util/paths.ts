@@ -47,6 +47,22 @@ export async function resolveInside(root: string, path: string): Promise<InsideR
   return { ok: true, path: real };
 }
 
+/**
+ * `realpathSync(dir)`, cheaper when `dir` is lexically inside `root` (whose real path is known): one lstat per
+ * component below `root` instead of one per component from `/` — as long as none of them is a symlink.
+ */
+function realStart(root: string, realRoot: string, dir: string): string {
+  const rel = relative(resolve(root), resolve(dir));
+  if (rel === '') return realRoot;
+  if (rel.startsWith('..') || isAbsolute(rel)) return realpathSync(dir);
+  let current = realRoot;
+  for (const part of rel.split(sep)) {
+    current = join(current, part);
+    if (lstatSync(current).isSymbolicLink()) return realpathSync(dir);
+  }
+  return current;
+}
+
 export type WalkEntry =
   | { kind: 'file'; relPath: string; path: string; size: number }
   | { kind: 'refused'; relPath: string; message: string };
@@ -99,7 +115,7 @@ export async function* walkFiles(root: string, dir: string): AsyncGenerator<Walk
       }
     }
   }
-  const start = realpathSync(dir);
+  const start = realStart(root, realRoot, dir);
   seen.add(start);
   yield* walk(start, '');
 }
