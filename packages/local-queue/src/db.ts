@@ -105,11 +105,23 @@ export function openDatabase(file: string, synchronous: 'FULL' | 'NORMAL' = 'FUL
   // skips the file locks and the shared-memory index it would take around every transaction, and a second queue on
   // the same state directory is refused instead of sharing it.
   db.exec('PRAGMA locking_mode = EXCLUSIVE');
-  db.exec('PRAGMA journal_mode = WAL');
-  db.exec(`PRAGMA synchronous = ${synchronous}`);
-  db.exec('PRAGMA busy_timeout = 5000');
-  db.exec('PRAGMA foreign_keys = OFF');
-  db.exec(SCHEMA);
+  try {
+    db.exec('PRAGMA journal_mode = WAL');
+    db.exec(`PRAGMA synchronous = ${synchronous}`);
+    db.exec('PRAGMA busy_timeout = 5000');
+    db.exec('PRAGMA foreign_keys = OFF');
+    db.exec(SCHEMA);
+  } catch (error) {
+    db.close();
+    if (/locked|busy/i.test((error as Error).message)) {
+      throw new Error(
+        `the state database ${file} is in use by another local queue (one process owns a state directory): ` +
+          'stop it, or give this one another state directory',
+        { cause: error },
+      );
+    }
+    throw error;
+  }
   const row = db.prepare("SELECT value FROM meta WHERE key = 'schema_version'").get() as
     | { value: string }
     | undefined;

@@ -199,11 +199,6 @@ describe('local queue: schema version 1 state', () => {
 
       const h = await startHarness({}, dir);
       try {
-        const version = new DatabaseSync(join(dir, 'queue.sqlite'), { readOnly: true });
-        expect(version.prepare("SELECT value FROM meta WHERE key = 'schema_version'").get()).toEqual({
-          value: '2',
-        });
-        version.close();
         expect((await h.root.status(taskId)).status.state).toBe('pending');
         const res = await h.worker.claimWork('local-test/flow', {
           workerGroup: 'test-group',
@@ -238,6 +233,12 @@ describe('local queue: schema version 1 state', () => {
       } finally {
         await h.close();
       }
+      // (read once the queue closed: while it runs, it owns the database)
+      const version = new DatabaseSync(join(dir, 'queue.sqlite'), { readOnly: true });
+      expect(version.prepare("SELECT value FROM meta WHERE key = 'schema_version'").get()).toEqual({
+        value: '2',
+      });
+      version.close();
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
