@@ -29,11 +29,12 @@ describe('local queue (durability full): in-process replies and the fsync', () =
   afterEach(async () => {
     await h.close();
   });
+  const inProcess = (): any => h.queue.client('queue', h.queue.rootCredentials);
 
   it('an in-process write answers before its sync; the background sync follows within 200 ms', async () => {
     const before = syncs.count;
     const taskId = taskcluster.slugid();
-    await h.queue.client('queue', h.queue.rootCredentials).createTask(taskId, taskDef());
+    await inProcess().createTask(taskId, taskDef());
     expect(syncs.count).toBe(before);
     await sleep(400);
     expect(syncs.count).toBe(before + 1);
@@ -45,7 +46,7 @@ describe('local queue (durability full): in-process replies and the fsync', () =
   it('a reply over HTTP after an in-process write waits until the write is on disk', async () => {
     const before = syncs.count;
     const taskId = taskcluster.slugid();
-    await h.queue.client('queue', h.queue.rootCredentials).createTask(taskId, taskDef());
+    await inProcess().createTask(taskId, taskDef());
     expect(syncs.count).toBe(before);
     const { status } = await h.root.status(taskId);
     expect(status.state).toBe('pending');
@@ -60,7 +61,7 @@ describe('local queue (durability full): in-process replies and the fsync', () =
 
   it('close() syncs what in-process replies changed', async () => {
     const before = syncs.count;
-    await h.queue.client('queue', h.queue.rootCredentials).createTask(taskcluster.slugid(), taskDef());
+    await inProcess().createTask(taskcluster.slugid(), taskDef());
     expect(syncs.count).toBe(before);
     await h.queue.close();
     expect(syncs.count).toBe(before + 1);

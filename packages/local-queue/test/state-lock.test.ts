@@ -14,16 +14,18 @@ describe('local queue: the state directory has one owner', () => {
   it('refuses a second queue on the same state directory, and reopens it after close', async () => {
     const first = await startLocalQueue({ stateDir, port: 0 });
     const taskId = taskcluster.slugid();
-    await first.client('queue', first.rootCredentials).createTask(taskId, taskDef());
+    const q: any = first.client('queue', first.rootCredentials);
+    await q.createTask(taskId, taskDef());
     await expect(startLocalQueue({ stateDir, port: 0 })).rejects.toThrow(
       /queue\.sqlite is in use by another local queue/,
     );
     // the first one is unharmed
-    const status = await first.client('queue').status(taskId);
+    const status = await q.status(taskId);
     expect(status.status.state).toBe('pending');
     await first.close();
     const again = await startLocalQueue({ stateDir, port: 0 });
-    expect((await again.client('queue').status(taskId)).status.state).toBe('pending');
+    const q2: any = again.client('queue');
+    expect((await q2.status(taskId)).status.state).toBe('pending');
     await again.close();
   });
 });
