@@ -154,6 +154,69 @@ describe('task run: stages and hook order', () => {
   });
 });
 
+describe('task run: a hook that reports progress', () => {
+  const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+  it('may work longer than the hook timeout as long as it calls progress() within it', async () => {
+    const tw = await startTestWorker({
+      plugins: [
+        plugin('steady', {
+          stopped: async ({ progress }) => {
+            for (let i = 0; i < 5; i++) {
+              await sleep(120);
+              progress();
+            }
+          },
+        }),
+      ],
+      worker: { hookTimeoutMs: 250, hookWarnAfterMs: 5000 },
+    });
+    const result = await tw.run({ mock: {} });
+    expect(result.resolution).toBe('completed');
+    await tw.stop();
+  });
+
+  it('uploads through ctx.artifacts report progress by themselves; the same hook without uploads times out', async () => {
+    const { mkdtempSync, writeFileSync, rmSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const { join } = await import('node:path');
+    const dir = mkdtempSync(join(tmpdir(), 'progress-uploads-'));
+    try {
+      const uploader = (upload: boolean) =>
+        plugin('uploader', {
+          // four 150 ms pauses: 600 ms in all, with a 250 ms hook timeout
+          stopped: async ({ artifacts }) => {
+            for (let i = 0; i < 4; i++) {
+              await sleep(150);
+              if (!upload) continue;
+              const path = join(dir, `f${i}.txt`);
+              writeFileSync(path, `file ${i}\n`);
+              await artifacts.uploadFile({ name: `public/f${i}.txt`, path, contentType: 'text/plain' });
+            }
+          },
+        });
+      const uploading = await startTestWorker({
+        plugins: [uploader(true)],
+        worker: { hookTimeoutMs: 250, hookWarnAfterMs: 5000 },
+      });
+      const ok = await uploading.run({ mock: {} });
+      expect(ok.resolution).toBe('completed');
+      await uploading.stop();
+
+      const idle = await startTestWorker({
+        plugins: [uploader(false)],
+        worker: { hookTimeoutMs: 250, hookWarnAfterMs: 5000 },
+      });
+      const stuck = await idle.run({ mock: {} });
+      expect(stuck.resolution).toBe('exception/internal-error');
+      expect(stuck.log).toContain('plugin uploader did not finish stopped within 250 ms');
+      await idle.exited;
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
 describe('task run: a hook past its timeout', () => {
   it('gets its signal aborted and a moment to stop before exception and dispose run', async () => {
     const order: string[] = [];

@@ -36,6 +36,12 @@ export interface ArtifactUploaderOptions {
   logger?: Logger;
   /** Attempts of the data PUT on 5xx and network errors, after the first (default 5). */
   putRetries?: number;
+  /**
+   * Called while uploads make progress (bytes read for gzip or sent, at most once a second; and when an upload
+   * ends): the task runner resets the timeout of the hook that is uploading, so a long upload that moves is not
+   * taken for a stuck hook.
+   */
+  onProgress?: () => void;
 }
 
 export interface ArtifactCommon {
@@ -73,7 +79,11 @@ class HashingTransform extends Transform {
   readonly sha256 = createHash('sha256');
   readonly sha512 = createHash('sha512');
   bytes = 0;
+  constructor(private readonly onChunk: () => void = () => {}) {
+    super();
+  }
   override _transform(chunk: Buffer, _enc: BufferEncoding, cb: (e?: Error | null, d?: Buffer) => void) {
+    this.onChunk();
     this.sha256.update(chunk);
     this.sha512.update(chunk);
     this.bytes += chunk.length;
@@ -106,6 +116,17 @@ export class ArtifactUploader {
   readonly #o: ArtifactUploaderOptions;
   readonly #logger: Logger;
   #tempDir: string | undefined;
+
+  #lastProgress = 0;
+
+  /** Reports progress to `onProgress`, at most once a second unless `now` (an upload ended). */
+  #progress(now = false): void {
+    if (!this.#o.onProgress) return;
+    const t = Date.now();
+    if (!now && t - this.#lastProgress < 1000) return;
+    this.#lastProgress = t;
+    this.#o.onProgress();
+  }
 
   constructor(options: ArtifactUploaderOptions) {
     this.#o = options;
@@ -156,7 +177,7 @@ export class ArtifactUploader {
     if (!gzip) return { path, size, encoding: 'identity', original: size };
     const dir = await this.#temp();
     const gzPath = join(dir, `gz-${Math.random().toString(36).slice(2)}`);
-    const hasher = new HashingTransform();
+    const hasher = new HashingTransform(() => this.#progress());
     await pipeline(
       createReadStream(path, { highWaterMark: READ_CHUNK }),
       hasher,
@@ -245,6 +266,7 @@ export class ArtifactUploader {
       }
       await queue.finishUpload(created.name, { ...upload, hashes }, objectCreds);
       await queue.finishArtifact(taskId, runId, artifact.name, created.uploadId, this.#o.credentials());
+      this.#progress(true);
       return {
         name: artifact.name,
         storageType: 'object',
@@ -323,6 +345,7 @@ export class ArtifactUploader {
         body.on('data', (chunk) => {
           sha256.update(chunk);
           sha512.update(chunk);
+          this.#progress();
         });
         body.pipe(req);
       });

@@ -7,8 +7,13 @@ import type { TaskHookContext, TaskHookName, TaskPluginV1 } from '../plugin/v1/t
 import type { WorkerEvents } from '../worker/worker-events.js';
 
 export interface HookRunnerOptions {
-  /** A hook that has not settled after this long fails with `HookTimeoutError` (fatal). */
+  /**
+   * A hook that has not settled after this long, without calling its `progress()` meanwhile, fails with
+   * `HookTimeoutError` (fatal).
+   */
   timeoutMs: number;
+  /** Set while a hook runs to that hook's `progress` (the task's uploads report to it); cleared after. */
+  current?: { progress: (() => void) | undefined };
   /** After this long a still-running hook logs "waiting for plugin X", then again every minute. */
   warnAfterMs: number;
   logger: Logger;
@@ -45,7 +50,7 @@ export async function callHook<T>(
   plugin: string,
   hook: string,
   taskSignal: AbortSignal,
-  fn: (signal: AbortSignal) => Promise<T> | T,
+  fn: (signal: AbortSignal, progress: () => void) => Promise<T> | T,
 ): Promise<T> {
   const { logger, events, taskId } = options;
   // The hook's signal aborts with the task's (even after the hook returned: a plugin may keep it for work it
@@ -69,12 +74,28 @@ export async function callHook<T>(
   warnTimer.unref();
   events.emit('hook-start', { plugin, hook, taskId });
   events.emit('progress', { what: `${plugin}.${hook} started` });
+  let timeUp!: (value: 'timeout') => void;
+  const timedOut = new Promise<'timeout'>((resolve) => {
+    timeUp = resolve;
+  });
+  let over = false;
+  const arm = () => {
+    clearTimeout(timeoutTimer);
+    timeoutTimer = setTimeout(() => timeUp('timeout'), options.timeoutMs);
+    timeoutTimer.unref();
+  };
+  // progress after the hook settled or timed out changes nothing
+  const progress = () => {
+    if (over) return;
+    arm();
+    // the watchdog plugin (and anyone listening) sees a worker at work
+    events.emit('progress', { what: `${plugin}.${hook} progressed` });
+  };
+  const previous = options.current?.progress;
+  if (options.current) options.current.progress = progress;
+  arm();
   try {
-    const call = Promise.resolve().then(() => fn(signal));
-    const timedOut = new Promise<'timeout'>((resolve) => {
-      timeoutTimer = setTimeout(() => resolve('timeout'), options.timeoutMs);
-      timeoutTimer.unref();
-    });
+    const call = Promise.resolve().then(() => fn(signal, progress));
     const first = await Promise.race([
       call.then(
         () => 'settled' as const,
@@ -82,6 +103,7 @@ export async function callHook<T>(
       ),
       timedOut,
     ]);
+    over = true;
     if (first === 'settled') return await call;
     const error = new HookTimeoutError(plugin, hook, options.timeoutMs);
     hookAbort.abort(error);
@@ -110,6 +132,8 @@ export async function callHook<T>(
     if (TcwError.hasCode(error, HookTimeoutError.code)) throw error;
     throw new PluginError(plugin, hook, error);
   } finally {
+    over = true;
+    if (options.current?.progress === progress) options.current.progress = previous;
     clearTimeout(warnTimer);
     clearTimeout(timeoutTimer);
     events.emit('hook-end', { plugin, hook, taskId });
@@ -137,8 +161,8 @@ export async function runForward(
     // an abort (cancel, shutdown) during this stage: the plugins after the one running then are not called
     if (taskSignal.aborted) throw taskSignal.reason;
     results.push(
-      await callHook(options, entry.plugin.name, hook, taskSignal, (signal) =>
-        fn.call(entry.taskPlugin, { ...entry.context, ...args, signal }),
+      await callHook(options, entry.plugin.name, hook, taskSignal, (signal, progress) =>
+        fn.call(entry.taskPlugin, { ...entry.context, ...args, signal, progress }),
       ),
     );
     entry.completed ??= new Set();
@@ -163,8 +187,8 @@ export async function runTeardown(
     const fn = entry.taskPlugin?.[hook] as ((ctx: unknown) => unknown) | undefined;
     if (!fn) continue;
     try {
-      await callHook(options, entry.plugin.name, hook, taskSignal, (signal) =>
-        fn.call(entry.taskPlugin, { ...entry.context, ...args, signal }),
+      await callHook(options, entry.plugin.name, hook, taskSignal, (signal, progress) =>
+        fn.call(entry.taskPlugin, { ...entry.context, ...args, signal, progress }),
       );
     } catch (error) {
       errors.push(error as Error);

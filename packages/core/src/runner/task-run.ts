@@ -169,7 +169,10 @@ export class TaskRun {
     // two metadata syscalls per task: synchronous, far cheaper than thread-pool round trips (see util/paths.ts)
     mkdirSync(dir, { recursive: true });
     const log = TaskLog.create(join(dir, 'live_backing.log'));
+    // the hook running now (hooks of a task run one at a time): uploads report their progress to it
+    const currentHook: { progress: (() => void) | undefined } = { progress: undefined };
     const uploader = new ArtifactUploader({
+      onProgress: () => currentHook.progress?.(),
       queue: o.queue,
       taskId: this.taskId,
       runId: this.runId,
@@ -187,6 +190,7 @@ export class TaskRun {
       rootUrl: o.queue.rootUrl,
     };
     const hookOptions: HookRunnerOptions = {
+      current: currentHook,
       timeoutMs: o.hookTimeoutMs ?? 30 * 60_000,
       warnAfterMs: o.hookWarnAfterMs ?? 5000,
       logger: this.#logger,
@@ -201,6 +205,8 @@ export class TaskRun {
       taskLog: log,
       logger: this.#logger.child({ plugin: plugin.name }),
       signal: this.#abort.signal,
+      // replaced by the hook's own for each call (see runForward)
+      progress: () => {},
       artifacts: uploader,
       credentials: () => this.#credentials,
       control: { fail: (message, opts) => this.#fail(log, message, opts?.graceMs) },
@@ -251,8 +257,8 @@ export class TaskRun {
         const entry: PluginEntry = { plugin, taskPlugin: undefined, context };
         const make = plugin.taskPlugin;
         entry.taskPlugin = make
-          ? await callHook(hookOptions, plugin.name, 'taskPlugin', this.#abort.signal, () =>
-              make.call(plugin, context),
+          ? await callHook(hookOptions, plugin.name, 'taskPlugin', this.#abort.signal, (_signal, progress) =>
+              make.call(plugin, { ...context, progress }),
             )
           : undefined;
         entries.push(entry);

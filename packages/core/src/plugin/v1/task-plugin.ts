@@ -31,6 +31,12 @@ export interface TaskHookContext {
   readonly logger: Logger;
   /** Aborted when the task is aborted (cancel, shutdown) or this hook timed out. */
   readonly signal: AbortSignal;
+  /**
+   * This hook is still making progress (a file uploaded, a download advanced): its timeout (`worker.hookTimeout`,
+   * 30 min by default) starts over. A hook that works longer than the timeout calls it as it goes; uploads through
+   * `artifacts` report their progress by themselves.
+   */
+  progress(): void;
   /** The worker's one artifact upload path. */
   readonly artifacts: ArtifactUploader;
   /** The run's current credentials (they change at every reclaim). */
