@@ -318,6 +318,46 @@ describe('tcw start on the embedded queue, and signals', () => {
     }
   });
 
+  it('a second tcw start on the same state directory or work folder is refused, naming it (exit 70)', async () => {
+    const dir = await tempDir('tcw-twice-');
+    let first: ReturnType<typeof tcw> | undefined;
+    let later: ReturnType<typeof tcw> | undefined;
+    try {
+      await mkdir(join(dir, 'markers'));
+      const base = scriptConfig({ markerDir: join(dir, 'markers'), workDir: join(dir, 'work') });
+      const config = await writeConfig(dir, {
+        ...base,
+        localQueue: { stateDir: join(dir, 'queue'), port: 0 },
+      });
+      first = tcw(['start', '--config', config]);
+      await first.waitFor(/worker started/);
+      // the same config: the embedded queue's state is taken
+      const same = tcw(['start', '--config', config]);
+      expect(await same.exited).toBe(70);
+      expect(same.stderr()).toMatch(/queue\.sqlite is in use by another local queue/);
+      // another queue, the same work folder: the first worker's task folders would be at risk
+      await mkdir(join(dir, 'other'));
+      const otherConfig = await writeConfig(join(dir, 'other'), {
+        ...base,
+        localQueue: { stateDir: join(dir, 'other', 'queue'), port: 0 },
+      });
+      const shared = tcw(['start', '--config', otherConfig]);
+      expect(await shared.exited).toBe(70);
+      expect(shared.stderr()).toMatch(
+        new RegExp(`work folder .*work is in use by another worker \\(pid ${first.child.pid}`),
+      );
+      // the first one is unharmed, and once it stopped the folder is free
+      expect(first.child.exitCode).toBe(null);
+      first.kill('SIGTERM');
+      expect(await first.exited).toBe(0);
+      later = tcw(['start', '--config', otherConfig]);
+      await later.waitFor(/worker started/);
+    } finally {
+      await stopAll(first, later);
+      await cleanup(dir);
+    }
+  });
+
   for (const [mode, extra, inProcess] of [
     ['in-process (default)', {}, true],
     ['over HTTP (localQueue.inProcess: false)', { inProcess: false }, false],

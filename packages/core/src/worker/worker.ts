@@ -15,6 +15,7 @@ import type { ComposedPayloadSchema } from '../schema/payload-schema.js';
 import type { Claim, WorkerIdentity } from '../task.js';
 import { createLimiter } from '../util/limiter.js';
 import { backoff, sleep } from '../util/sleep.js';
+import { lockWorkDir } from '../util/work-dir-lock.js';
 import { CORE_VERSION } from '../version.js';
 import { composeWorkerSchema } from './compose.js';
 import { WorkerEvents } from './worker-events.js';
@@ -114,24 +115,35 @@ export class Worker {
    * Checks every extension's contract version, composes the payload schema (a key claimed twice throws here),
    * and initialises the engine then the plugins. Anything wrong stops the worker before it claims anything.
    */
+  /** Gives the work folder back (see lockWorkDir); a no-op until start() took it. */
+  #releaseWorkDir: () => void = () => {};
+
   async start(): Promise<void> {
     if (this.#started) return;
     const { engine, identity } = this.#o;
     assertCompatible(`engine ${engine.name}`, engine);
     for (const plugin of this.#plugins) assertCompatible(`plugin ${plugin.name}`, plugin);
     this.#schema = composeWorkerSchema(engine, this.#plugins);
-    await mkdir(join(this.#o.workDir, 'tasks'), { recursive: true });
-    await engine.init?.({
-      logger: this.#logger.child({ engine: engine.name }),
-      worker: identity,
-      workDir: join(this.#o.workDir, 'engine'),
-    });
+    // before the engine's init: it may remove what it takes for a crashed worker's leftovers
+    this.#releaseWorkDir = lockWorkDir(this.#o.workDir);
+    try {
+      await mkdir(join(this.#o.workDir, 'tasks'), { recursive: true });
+      await engine.init?.({
+        logger: this.#logger.child({ engine: engine.name }),
+        worker: identity,
+        workDir: join(this.#o.workDir, 'engine'),
+      });
+    } catch (error) {
+      this.#releaseWorkDir();
+      throw error;
+    }
     const initialised: PluginV1[] = [];
     try {
       await this.#initPlugins(initialised);
     } catch (error) {
       // undo what started (a listening server, a timer), so a failed start leaves nothing running
       await this.#dispose(initialised);
+      this.#releaseWorkDir();
       throw error;
     }
     this.#started = true;
@@ -278,6 +290,7 @@ export class Worker {
     await Promise.all(this.#cleanups);
     clearTimeout(this.#idleTimer);
     await this.#dispose();
+    this.#releaseWorkDir();
     return {
       mode: this.#stopMode ?? 'graceful',
       reason: this.#stopReason,
