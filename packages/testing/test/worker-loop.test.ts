@@ -132,6 +132,56 @@ describe('worker loop', () => {
     expect(configError).toBeInstanceOf(ConfigError);
   });
 
+  it('an engine whose init fails: an error naming the engine; a ConfigError keeps its type; the folder is free', async () => {
+    const { InternalError } = await import('@tcw/core');
+    const { mkdtemp, rm } = await import('node:fs/promises');
+    const { tmpdir } = await import('node:os');
+    const { join } = await import('node:path');
+    const engine = createMockEngine();
+    engine.init = () => {
+      throw new Error('cannot reach dockerd at /var/run/docker.sock');
+    };
+    const error = await startTestWorker({ engine }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(InternalError);
+    expect((error as Error).message).toBe(
+      'engine mock failed in init: cannot reach dockerd at /var/run/docker.sock',
+    );
+    expect(((error as Error).cause as Error).message).toBe('cannot reach dockerd at /var/run/docker.sock');
+    const picky = createMockEngine();
+    picky.init = () => {
+      throw new ConfigError([{ path: 'engines.mock.socket', message: 'must be a path' }]);
+    };
+    expect(await startTestWorker({ engine: picky }).catch((e: unknown) => e)).toBeInstanceOf(ConfigError);
+    // the work folder taken for the failed start is given back: a worker on it starts
+    const workDir = await mkdtemp(join(tmpdir(), 'engine-init-'));
+    try {
+      const { Worker } = await import('@tcw/core');
+      const { FakeQueue } = await import('../src/index.js');
+      const failing = new Worker({
+        queue: new FakeQueue(),
+        engine,
+        plugins: [],
+        identity: { taskQueueId: 't/q', workerGroup: 'g', workerId: 'w' },
+        capacity: 1,
+        workDir,
+      });
+      await expect(failing.start()).rejects.toThrow(/engine mock failed in init/);
+      const ok = new Worker({
+        queue: new FakeQueue(),
+        engine: createMockEngine(),
+        plugins: [],
+        identity: { taskQueueId: 't/q', workerGroup: 'g', workerId: 'w' },
+        capacity: 1,
+        workDir,
+      });
+      await ok.start();
+      ok.stopNow('test over');
+      await ok.run();
+    } finally {
+      await rm(workDir, { recursive: true, force: true });
+    }
+  });
+
   it('reclaims before takenUntil and uses the fresh credentials afterwards', async () => {
     const queue = new FakeQueue({ longPollMs: 20, claimTimeoutMs: 400 });
     const tw = await startTestWorker({ queue, worker: { cancelPollMs: 0 } });

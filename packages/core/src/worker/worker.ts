@@ -1,6 +1,7 @@
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { EngineV1 } from '../engine/v1/engine.js';
+import { InternalError } from '../errors/internal-error.js';
 import { PluginError } from '../errors/plugin-error.js';
 import { errorOutcome } from '../errors/resolution.js';
 import { TcwError } from '../errors/tcw-error.js';
@@ -128,11 +129,18 @@ export class Worker {
     this.#releaseWorkDir = lockWorkDir(this.#o.workDir);
     try {
       await mkdir(join(this.#o.workDir, 'tasks'), { recursive: true });
-      await engine.init?.({
-        logger: this.#logger.child({ engine: engine.name }),
-        worker: identity,
-        workDir: join(this.#o.workDir, 'engine'),
-      });
+      try {
+        await engine.init?.({
+          logger: this.#logger.child({ engine: engine.name }),
+          worker: identity,
+          workDir: join(this.#o.workDir, 'engine'),
+        });
+      } catch (error) {
+        // our own errors (a ConfigError…) keep their type; anything else says it was the engine
+        if (error instanceof TcwError) throw error;
+        const detail = error instanceof Error ? error.message : String(error);
+        throw new InternalError(`engine ${engine.name} failed in init: ${detail}`, { cause: error });
+      }
     } catch (error) {
       this.#releaseWorkDir();
       throw error;
