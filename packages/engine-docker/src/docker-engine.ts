@@ -482,13 +482,14 @@ async function runContainer(
     // code 127 or 126, like the docker CLI). Anything else (the runtime cannot apply the requested privileges, say):
     // ours, an internal error. The container stays until dispose, for inspection.
     startError = error as Error;
-    opts.log.error(`the container did not start: ${dockerMessage(error)}`);
   }
 
   const startMessage = startError ? dockerMessage(startError) : '';
   const execProblem = /exec|executable file not found|no such file or directory|permission denied/i.test(
     startMessage,
   );
+  // the task's own failure needs saying in its log; an internal error's message reaches the log with the error
+  if (startError && execProblem) opts.log.error(`the container did not start: ${startMessage}`);
   const exited: Promise<{ code: number | null; oomKilled: boolean }> = startError
     ? execProblem
       ? Promise.resolve({ code: /not found|no such file/i.test(startMessage) ? 127 : 126, oomKilled: false })
