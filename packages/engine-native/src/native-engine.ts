@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { createReadStream } from 'node:fs';
+import { createReadStream, writeFileSync } from 'node:fs';
 import {
   chmod,
   chown,
@@ -7,6 +7,7 @@ import {
   mkdir,
   mkdtemp,
   readdir,
+  readFile,
   rename,
   rm,
   rmdir,
@@ -14,7 +15,7 @@ import {
   writeFile,
 } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { dirname, isAbsolute, join, normalize, sep } from 'node:path';
+import { dirname, isAbsolute, join, normalize, resolve, sep } from 'node:path';
 import { promisify } from 'node:util';
 import {
   ConfigError,
@@ -52,6 +53,8 @@ import {
   killUserProcesses,
   lookupUser,
   newTaskUserName,
+  removeUserFiles,
+  SHARED_TEMP_DIRS,
   type TaskUser,
 } from './users.js';
 
@@ -239,6 +242,16 @@ export function createNativeEngine(options: NativeEngineOptions = {}): EngineV1 
     await cleanLeftovers();
   };
 
+  /** The writable volumes recorded in a task user's marker file (empty when there were none). */
+  const keptPaths = (text: string): string[] => {
+    try {
+      const keep = (JSON.parse(text) as { keep?: unknown }).keep;
+      return Array.isArray(keep) ? keep.filter((k): k is string => typeof k === 'string') : [];
+    } catch {
+      return [];
+    }
+  };
+
   /** Users and folders a crashed predecessor (same work dir) left behind. */
   const cleanLeftovers = async () => {
     for (const name of await readdir(stateDir!).catch(() => [] as string[])) {
@@ -247,7 +260,14 @@ export function createNativeEngine(options: NativeEngineOptions = {}): EngineV1 
       logger.info({ kind, value }, 'removing what a previous worker left behind');
       if (kind === 'user') {
         const user = await lookupUser(value);
-        if (user) await killUserProcesses(user.uid);
+        if (user) {
+          await killUserProcesses(user.uid);
+          await removeUserFiles(
+            user.uid,
+            SHARED_TEMP_DIRS,
+            keptPaths(await readFile(join(stateDir!, name), 'utf8')),
+          );
+        }
         await deleteTaskUser(value, keepTaskDirs).catch((error: Error) =>
           logger.warn({ user: value, err: error.message }, 'cannot remove a leftover task user'),
         );
@@ -321,10 +341,15 @@ export function createNativeEngine(options: NativeEngineOptions = {}): EngineV1 
       LOGNAME: user.name,
     };
     const volumes: Array<{ target: string; spec: VolumeSpec }> = [];
+    /** Host folders the task may write to on purpose (caches): its files there are not leftovers. */
+    const writableVolumes = () =>
+      volumes.filter((v) => !v.spec.readOnly).map((v) => resolve(v.spec.hostPath));
     let state: 'building' | 'started' | 'discarded' = 'building';
     const release = async (keepDir = keepTaskDirs) => {
       if (marker) {
         await killUserProcesses(user.uid);
+        // what it left in /tmp and the like would outlive the user (and go to the next one given its uid)
+        await removeUserFiles(user.uid, SHARED_TEMP_DIRS, writableVolumes());
         await deleteTaskUser(user.name, keepDir);
         await rm(marker, { force: true });
       } else if (!keepDir) {
@@ -355,6 +380,8 @@ export function createNativeEngine(options: NativeEngineOptions = {}): EngineV1 
           throw new MalformedPayloadError([{ pointer: '/mounts', message: `two volumes at ${mountPoint}` }]);
         }
         volumes.push({ target, spec: volume });
+        // a crashed worker's successor must keep them too when it cleans up after this user (see cleanLeftovers)
+        if (marker) writeFileSync(marker, JSON.stringify({ keep: writableVolumes() }));
       },
       attachProxy(name, proxy: ProxySpec) {
         building();

@@ -1,9 +1,11 @@
 /** OS users for tasks: look-ups, and per-task users made with `useradd` and removed with `userdel -r` (Linux). */
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chmod, readdir, readFile } from 'node:fs/promises';
+import { chmod, lstat, readdir, readFile } from 'node:fs/promises';
 import { userInfo } from 'node:os';
+import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { removeTree } from '@tcw/core';
 
 const run = promisify(execFile);
 
@@ -78,6 +80,57 @@ export async function killUserProcesses(uid: number): Promise<number> {
     await new Promise((r) => setTimeout(r, 20));
   }
   return killed;
+}
+
+/** Shared folders where any user may create files: what a per-task user leaves there outlives `userdel -r`. */
+export const SHARED_TEMP_DIRS = ['/tmp', '/var/tmp', '/dev/shm', '/run/lock'];
+
+/**
+ * Removes what user `uid` left in the shared temporary folders: every entry it owns, with what is inside, and, in
+ * world-writable folders of others (`/tmp/.X11-unix`, say), whatever it put there. A user can create entries only
+ * in folders it may write to, so other users' files are never looked into further. Symlinks are removed, never
+ * followed; other file systems mounted below are not entered; `keep` (absolute paths, e.g. writable volumes the
+ * task was given) stay with what is in them. Returns the paths removed.
+ */
+export async function removeUserFiles(
+  uid: number,
+  dirs: readonly string[] = SHARED_TEMP_DIRS,
+  keep: readonly string[] = [],
+): Promise<string[]> {
+  const removed: string[] = [];
+  const scan = async (dir: string, device: number, depth: number): Promise<void> => {
+    let names: string[];
+    try {
+      names = await readdir(dir);
+    } catch {
+      return; // gone, or not there on this system
+    }
+    const visit = async (name: string) => {
+      const path = join(dir, name);
+      const info = await lstat(path).catch(() => undefined);
+      if (!info || info.dev !== device || keep.includes(path)) return;
+      // a kept folder (a writable volume: its files are the user's on purpose) and the folders above it stay
+      if (keep.some((k) => k.startsWith(`${path}/`))) {
+        if (info.isDirectory() && depth < 8) await scan(path, device, depth + 1);
+        return;
+      }
+      if (info.uid === uid) {
+        await removeTree(path).then(
+          () => removed.push(path),
+          () => {},
+        );
+      } else if (info.isDirectory() && info.mode & 0o002 && depth < 8) {
+        await scan(path, device, depth + 1);
+      }
+    };
+    // a busy /tmp holds thousands of entries: look at them 64 at a time
+    for (let i = 0; i < names.length; i += 64) await Promise.all(names.slice(i, i + 64).map(visit));
+  };
+  for (const dir of dirs) {
+    const info = await lstat(dir).catch(() => undefined);
+    if (info?.isDirectory()) await scan(dir, info.dev, 0);
+  }
+  return removed;
 }
 
 /** Removes a user, its group and its home directory (`userdel -r`); `keepHome` keeps the directory. */

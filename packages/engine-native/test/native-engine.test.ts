@@ -248,6 +248,51 @@ describe('users', () => {
     await expect(stat(wd!)).rejects.toThrow(/ENOENT/);
   });
 
+  it('per-task: what the user left in /tmp, /var/tmp, /dev/shm and world-writable folders there goes with it', async () => {
+    const tag = `tcw-leak-${process.pid}-${Date.now()}`;
+    // a root-owned world-writable folder (like /tmp/.X11-unix), and a root file beside what the task makes
+    const shared = join('/tmp', `${tag}-shared`);
+    const { mkdir } = await import('node:fs/promises');
+    await mkdir(shared);
+    await chmod(shared, 0o1777);
+    await writeFile(join(shared, 'root-file'), 'keep');
+    cleanups.push(() => rm(shared, { recursive: true, force: true }));
+    const engine = await engineWith({ user: 'per-task' });
+    const run = await runSandbox(engine, {
+      command: [
+        'sh',
+        '-c',
+        [
+          `echo a > /tmp/${tag}-file`,
+          `mkdir -p /tmp/${tag}-dir/deep && echo b > /tmp/${tag}-dir/deep/f && chmod 500 /tmp/${tag}-dir/deep`,
+          `echo c > /var/tmp/${tag}`,
+          `echo d > /dev/shm/${tag}`,
+          `echo e > ${shared}/from-task`,
+          `ln -s ${shared}/root-file /tmp/${tag}-link`,
+          'echo uid=$(id -u)',
+        ].join(' && '),
+      ],
+    });
+    const log = await run.log();
+    expect(log).toMatch(/uid=\d+/);
+    for (const path of [`/tmp/${tag}-file`, `/var/tmp/${tag}`, `/dev/shm/${tag}`, `${shared}/from-task`]) {
+      expect(existsSync(path)).toBe(true);
+    }
+    await run.dispose();
+    for (const path of [
+      `/tmp/${tag}-file`,
+      `/tmp/${tag}-dir`,
+      `/var/tmp/${tag}`,
+      `/dev/shm/${tag}`,
+      `${shared}/from-task`,
+      `/tmp/${tag}-link`,
+    ]) {
+      expect(existsSync(path), path).toBe(false);
+    }
+    // others' files stay, including the one the task's symlink pointed at
+    expect(await readFile(join(shared, 'root-file'), 'utf8')).toBe('keep');
+  });
+
   it("per-task: the task cannot read the worker's 0600 config file", async () => {
     const dir = await mkdtemp(join(tmpdir(), 'tcw-native-secret-'));
     await chmod(dir, 0o755);
