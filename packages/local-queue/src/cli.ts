@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { type LocalQueueConfig, startLocalQueue } from './local-queue.js';
 import { suppressSqliteExperimentalWarning } from './warnings.js';
 
-const USAGE = 'usage: tcw queue [--port N] [--state-dir DIR] [--config FILE] [--host H]\n';
+const USAGE = 'usage: tcw queue [--port N] [--state-dir DIR] [--config FILE] [--host H] [--public-url URL]\n';
 
 function shellQuote(value: string): string {
   return /^[A-Za-z0-9_./:@%+=-]+$/.test(value) ? value : `'${value.replace(/'/g, `'\\''`)}'`;
@@ -25,6 +25,7 @@ export async function runQueueCommand(
 ): Promise<number> {
   let port = 0;
   let host = '127.0.0.1';
+  let publicUrl: string | undefined;
   let stateDir = process.env.TCW_QUEUE_STATE_DIR ?? join(homedir(), '.local', 'state', 'tcw', 'queue');
   let configFile: string | undefined;
   for (let i = 0; i < argv.length; i++) {
@@ -48,6 +49,9 @@ export async function runQueueCommand(
         }
         case '--host':
           host = value();
+          break;
+        case '--public-url':
+          publicUrl = value();
           break;
         case '--state-dir':
           stateDir = value();
@@ -94,6 +98,7 @@ export async function runQueueCommand(
       stateDir,
       host,
       port,
+      ...(publicUrl !== undefined ? { publicUrl } : {}),
       config,
       logger: { info: log('info'), warn: log('warn'), error: log('error'), debug: log('debug') },
     });

@@ -81,6 +81,13 @@ export interface LocalQueueOptions {
   host?: string;
   /** Default 0: any free port. */
   port?: number;
+  /**
+   * The URL clients reach this queue at (its `rootUrl`, and the base of the data URLs of object uploads and
+   * downloads), when that is not `http://<host>:<port>`: a host name or address other machines use, a proxy in
+   * front. Without it, a queue listening on all interfaces (`0.0.0.0`, `::`) uses the loopback address, which only
+   * clients on this machine can reach.
+   */
+  publicUrl?: string;
   config?: LocalQueueConfig;
   logger?: LocalQueueLogger;
 }
@@ -193,10 +200,35 @@ function validateConfig(config: LocalQueueConfig): void {
   }
 }
 
+/** `publicUrl` checked (http or https, no query or fragment) and without a trailing slash. */
+function checkedPublicUrl(publicUrl: string): string {
+  let url: URL;
+  try {
+    url = new URL(publicUrl);
+  } catch {
+    throw new Error(`local queue: publicUrl ${JSON.stringify(publicUrl)} is not a URL`);
+  }
+  if ((url.protocol !== 'http:' && url.protocol !== 'https:') || url.search || url.hash) {
+    throw new Error(
+      `local queue: publicUrl ${JSON.stringify(publicUrl)} must be an http or https URL without query or fragment`,
+    );
+  }
+  return url.href.replace(/\/+$/, '');
+}
+
+/** The base of rootUrl and data URLs: `publicUrl`, else the address listened on (loopback for a wildcard). */
+function publicBaseUrl(publicUrl: string | undefined, host: string, addr: AddressInfo): string {
+  if (publicUrl !== undefined) return publicUrl;
+  const address = host === '0.0.0.0' ? '127.0.0.1' : host === '::' ? '::1' : host;
+  const urlHost = address.includes(':') ? `[${address}]` : address;
+  return `http://${urlHost}:${addr.port}`;
+}
+
 /** Starts the queue: opens (or creates) the state directory and listens on host:port. */
 export async function startLocalQueue(options: LocalQueueOptions): Promise<LocalQueue> {
   const config = options.config ?? {};
   validateConfig(config);
+  const publicUrl = options.publicUrl === undefined ? undefined : checkedPublicUrl(options.publicUrl);
   const logger = options.logger ?? silentLogger;
   const stateDir = resolve(options.stateDir);
   mkdirSync(join(stateDir, 'objects'), { recursive: true, mode: 0o700 });
@@ -267,8 +299,14 @@ export async function startLocalQueue(options: LocalQueueOptions): Promise<Local
     throw err;
   }
   const addr = server.address() as AddressInfo;
-  const urlHost = addr.family === 'IPv6' || host.includes(':') ? `[${addr.address}]` : host;
-  baseUrl = `http://${urlHost}:${addr.port}`;
+  baseUrl = publicBaseUrl(publicUrl, host, addr);
+  if (!options.publicUrl && (host === '0.0.0.0' || host === '::')) {
+    logger.warn(
+      `listening on all interfaces, but its rootUrl and data URLs name ${baseUrl}: clients on other machines ` +
+        'need publicUrl (localQueue.publicUrl in the tcw config)',
+      { host },
+    );
+  }
   svc.start();
   const sweep = () => {
     try {

@@ -83,6 +83,7 @@ export async function startWorker(loaded: LoadedConfig, options: StartOptions): 
       stateDir,
       host: config.localQueue?.host ?? '127.0.0.1',
       port: options.localQueuePort ?? config.localQueue?.port ?? DEFAULT_LOCAL_QUEUE_PORT,
+      ...(config.localQueue?.publicUrl ? { publicUrl: config.localQueue.publicUrl } : {}),
       ...(config.localQueue?.config ? { config: config.localQueue.config as never } : {}),
       logger: messageFirstLogger(logger.child({ component: 'local-queue' })),
     });

@@ -30,6 +30,7 @@ export interface WorkerConfig {
     stateDir?: string;
     host?: string;
     port?: number;
+    publicUrl?: string;
     config?: Record<string, unknown>;
     inProcess?: boolean;
     thread?: boolean;

@@ -43,7 +43,7 @@ export const workerConfigSchema: JSONSchema = {
           type: 'number',
           exclusiveMinimum: 0,
           description:
-            'seconds: a plugin hook running longer fails the task and stops the worker (default 1800)',
+            'seconds: a plugin hook running longer without reporting progress fails the task and stops the worker (default 1800)',
         },
         uploadConcurrency: { type: 'integer', minimum: 1, maximum: 64 },
       },
@@ -55,6 +55,12 @@ export const workerConfigSchema: JSONSchema = {
         stateDir: { type: 'string', minLength: 1 },
         host: { type: 'string', minLength: 1 },
         port: { type: 'integer', minimum: 0, maximum: 65535 },
+        publicUrl: {
+          type: 'string',
+          pattern: '^https?://',
+          description:
+            'the URL clients reach the queue at (rootUrl, data URLs), when not http://<host>:<port> (host 0.0.0.0, a proxy)',
+        },
         config: { type: 'object', description: 'the local queue config (clients, secrets, timeouts)' },
         thread: {
           type: 'boolean',
