@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { removeAllSync, removeTree } from '../src/util/remove-tree.js';
+import { tsScriptArgs } from './ts-script.js';
 
 describe('removeTree', () => {
   const roots: string[] = [];
@@ -68,17 +69,7 @@ describe('removeTree', () => {
       console.log(JSON.stringify({ refused, gone: !fs.existsSync(t) }));`;
     const run = spawnSync(
       'setpriv',
-      [
-        '--reuid=65534',
-        '--regid=65534',
-        '--clear-groups',
-        process.execPath,
-        '--experimental-strip-types',
-        '--disable-warning=ExperimentalWarning',
-        '--input-type=module',
-        '-e',
-        script,
-      ],
+      ['--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, ...tsScriptArgs(script)],
       { encoding: 'utf8' },
     );
     expect(run.stderr).toBe('');
@@ -119,13 +110,9 @@ describe('removeTree', () => {
     const root = await tree();
     const src = fileURLToPath(new URL('../src/util/remove-tree.ts', import.meta.url));
     const script = `import { removeTree } from ${JSON.stringify(src)}; await removeTree(${JSON.stringify(root)}); console.log('removed');`;
-    const child = spawn(
-      process.execPath,
-      ['--experimental-strip-types', '--input-type=module', '-e', script],
-      {
-        stdio: ['ignore', 'pipe', 'pipe'],
-      },
-    );
+    const child = spawn(process.execPath, tsScriptArgs(script), {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let out = '';
     child.stdout.on('data', (c) => (out += c));
     const code = await new Promise((resolve) => child.on('exit', resolve));

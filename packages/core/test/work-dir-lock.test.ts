@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { lockWorkDir } from '../src/util/work-dir-lock.js';
+import { tsScriptArgs } from './ts-script.js';
 
 const SRC = fileURLToPath(new URL('../src/util/work-dir-lock.ts', import.meta.url));
 
@@ -13,17 +14,7 @@ const SRC = fileURLToPath(new URL('../src/util/work-dir-lock.ts', import.meta.ur
 function holder(dir: string, exit = false): Promise<{ child: ChildProcess; gone: Promise<number | null> }> {
   const script = `import { lockWorkDir } from ${JSON.stringify(SRC)};
     lockWorkDir(${JSON.stringify(dir)}); console.log('locked'); ${exit ? '' : 'setInterval(() => {}, 1000);'}`;
-  const child = spawn(
-    process.execPath,
-    [
-      '--experimental-strip-types',
-      '--disable-warning=ExperimentalWarning',
-      '--input-type=module',
-      '-e',
-      script,
-    ],
-    { stdio: ['ignore', 'pipe', 'inherit'] },
-  );
+  const child = spawn(process.execPath, tsScriptArgs(script), { stdio: ['ignore', 'pipe', 'inherit'] });
   const gone = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
   return new Promise((resolve, reject) => {
     child.stdout!.on('data', (d) => {
