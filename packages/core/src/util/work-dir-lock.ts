@@ -51,7 +51,7 @@ export function lockWorkDir(workDir: string): () => void {
     if (Number.isInteger(pid) && pid > 0 && pid !== process.pid && workerAlive(pid)) {
       throw new Error(
         `work folder ${dir} is in use by another worker (pid ${pid}, see ${file}); stop it, or give this ` +
-          'worker its own work folder (worker.workDir)',
+          'worker its own work folder (worker.workDir). If that process is not a tcw worker, remove the file',
       );
     }
     // left by a worker that is gone (or by this process, before): take it over
