@@ -287,6 +287,47 @@ describe('the spawner', () => {
     }
   });
 
+  it("connects the next command's stdio ahead, without keeping an idle process alive", async () => {
+    // a real child process: it runs two commands through the spawner (the second one's stdio made while idle),
+    // prints their output, and must then exit by itself
+    const { spawn } = await import('node:child_process');
+    const { fileURLToPath } = await import('node:url');
+    const { tsScriptArgs } = await import('./ts-script.js');
+    // the built module (test runs after build): type stripping alone does not resolve the sources' .js imports
+    const src = fileURLToPath(new URL('../dist/process.js', import.meta.url));
+    const script = `import { startTree } from ${JSON.stringify(src)};
+      for (const word of ['one', 'two']) {
+        const tree = await startTree(['sh', '-c', 'read x; echo "$x ' + word + '"'], {
+          cwd: '/', env: { PATH: '/usr/bin:/bin' }, stdin: 'pipe', isolation: 'process-group' });
+        let out = '';
+        tree.stdout.on('data', (c) => (out += c));
+        const closed = new Promise((r) => tree.stdout.once('close', r));
+        tree.stdin.end('got\\n');
+        await tree.exited;
+        await closed;
+        process.stdout.write(out);
+        await new Promise((r) => setTimeout(r, 100));
+      }`;
+    const child = spawn(process.execPath, tsScriptArgs(script), { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (c) => (out += c));
+    child.stderr.on('data', (c) => (err += c));
+    const code = await new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        child.kill('SIGKILL');
+        resolve('still running after 10 s');
+      }, 10_000);
+      child.on('exit', (c) => {
+        clearTimeout(timer);
+        resolve(c);
+      });
+    });
+    expect(err).toBe('');
+    expect(code).toBe(0);
+    expect(out).toBe('got one\ngot two\n');
+  });
+
   it('is not used with TCW_SPAWNER=0: the command is a child of this process', async () => {
     process.env.TCW_SPAWNER = '0';
     try {

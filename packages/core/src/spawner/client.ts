@@ -141,6 +141,11 @@ class Spawner {
   private served = false;
   private retired = false;
   private dead = false;
+  /**
+   * The id of the next request, named to the spawner ahead ({prepare}) so it connects that request's stdio while
+   * nothing waits; the connections that arrived for it so far, by fd.
+   */
+  private prepared: { id: number; sockets: Array<Socket | undefined> } | undefined;
 
   constructor(args: string[], socketPath: string) {
     const env = { ...process.env };
@@ -157,17 +162,47 @@ class Spawner {
     this.child.on('message', (reply: Reply) => this.onReply(reply));
     this.child.once('disconnect', () => this.die());
     this.child.once('error', () => this.die());
+    this.prepareNext();
+  }
+
+  /** Names the next request's id to the spawner, which connects its stdio ahead (see spawner-main.ts). */
+  private prepareNext(): void {
+    if (this.dead || this.retired) return;
+    const id = nextId;
+    nextId = nextId >= 0xffffffff ? 1 : nextId + 1;
+    this.prepared = { id, sockets: [] };
+    this.child.send({ prepare: id }, undefined, undefined, (error) => {
+      if (error) this.die();
+    });
+  }
+
+  /** Closes the connections made ahead for a request that will not come (the spawner closes its side). */
+  private dropPrepared(): void {
+    for (const s of this.prepared?.sockets ?? []) s?.destroy();
+    this.prepared = undefined;
   }
 
   launch(request: SpawnRequest): Promise<Launched | undefined> {
     if (this.dead) return Promise.resolve(undefined);
-    const id = nextId;
-    nextId = nextId >= 0xffffffff ? 1 : nextId + 1;
+    let id: number;
+    let sockets: Array<Socket | undefined> = [];
+    if (this.prepared) {
+      ({ id, sockets } = this.prepared);
+      this.prepared = undefined;
+      for (const s of sockets) s?.ref(); // from now on they belong to a request, like any stdio connection
+      if (!request.stdin) {
+        sockets[0]?.destroy();
+        sockets[0] = undefined;
+      }
+    } else {
+      id = nextId;
+      nextId = nextId >= 0xffffffff ? 1 : nextId + 1;
+    }
     return new Promise((resolve, reject) => {
       const pending: PendingRequest = {
         id,
         stdin: request.stdin,
-        sockets: [],
+        sockets,
         handedOver: false,
         resolve,
         reject,
@@ -177,13 +212,22 @@ class Spawner {
       this.child.send({ ...request, id, detached: true }, undefined, undefined, (error) => {
         if (error) this.die();
       });
+      // after the request: the spawner drops a prepared set it has not used when told of the next one
+      this.prepareNext();
     });
   }
 
   /** A stdio connection named request `id`, stream `fd`: true when it belongs to a request waiting for it. */
   adopt(id: number, fd: number, socket: Socket): boolean {
     const pending = this.requests.get(id);
-    if (!pending || pending.handedOver || pending.sockets[fd] || (fd === 0 && !pending.stdin)) return false;
+    if (!pending) {
+      if (this.prepared?.id !== id || this.prepared.sockets[fd]) return false;
+      // made ahead for the next request: held (without keeping this process alive) until it comes
+      this.prepared.sockets[fd] = socket;
+      socket.unref();
+      return true;
+    }
+    if (pending.handedOver || pending.sockets[fd] || (fd === 0 && !pending.stdin)) return false;
     pending.sockets[fd] = socket;
     this.handOver(pending);
     return true;
@@ -291,6 +335,7 @@ class Spawner {
 
   private retire(): void {
     this.retired = true;
+    this.dropPrepared();
     if (current === this) current = undefined;
     if (this.requests.size === 0) this.release();
   }
@@ -307,6 +352,7 @@ class Spawner {
   private die(): void {
     if (this.dead) return;
     this.dead = true;
+    this.dropPrepared();
     connected.delete(this);
     if (current === this) current = undefined;
     if (!this.served && !this.retired) broken = true;

@@ -9,7 +9,8 @@
  * stripping under vitest, and from `dist/spawner-main.js` once built).
  *
  * Protocol, one IPC message per event (argv[2] is the worker's unix socket path):
- *   worker → spawner  { id, file, args, cwd, env, detached, uid?, gid?, stdin: boolean }
+ *   worker → spawner  { prepare: id }                   open the stdio connections of the next request now
+ *                     { id, file, args, cwd, env, detached, uid?, gid?, stdin: boolean }
  *                     { release: true }                 then a disconnect: the worker lives on, its socket stays
  *   spawner → worker  { id, pid }                       the child runs
  *                     { id, exit: { code, signal } }    it has exited
@@ -19,6 +20,8 @@
  * Child stdio is never copied through this process: for each stream (stdin when asked, stdout, stderr) it connects to
  * the worker's socket, writes a header naming the request and the fd, and passes the connected socket as the child's
  * fd; then it closes its own copy. The header is 8 hex digits of the id, the fd digit, '\n' (`./client.ts` parses it).
+ * The worker names the id of its next request ahead ({prepare}), so those connections are made while nothing waits
+ * for them: a request then only forks. Without a prepared set (or if making it failed), they are made on request.
  */
 import { spawn } from 'node:child_process';
 import { rmdirSync, unlinkSync } from 'node:fs';
@@ -62,8 +65,10 @@ function openStream(id: number, fd: number): Promise<Socket> {
     socket.once('error', reject);
     socket.once('connect', () => {
       socket.write(`${id.toString(16).padStart(8, '0')}${fd}\n`, (error) => {
-        if (error) reject(error);
-        else resolve(socket);
+        if (error) return reject(error);
+        // a prepared connection may wait a while: the worker closing it then is no reason to die
+        socket.on('error', () => {});
+        resolve(socket);
       });
     });
   });
@@ -81,13 +86,52 @@ async function openStreams(request: Request): Promise<Socket[]> {
   return sockets;
 }
 
+/** The stdio connections (fds 0, 1, 2) made ahead for the worker's next request. */
+let prepared: { id: number; streams: Promise<Socket[]> } | undefined;
+
+function dropPrepared(): void {
+  prepared?.streams.then(
+    (sockets) => {
+      for (const s of sockets) s.destroy();
+    },
+    () => {},
+  );
+  prepared = undefined;
+}
+
+function prepare(id: number): void {
+  dropPrepared();
+  // on a failure openStreams closes those that connected; the request then fails over to a direct spawn
+  const streams = openStreams({ id, stdin: true } as Request);
+  streams.catch(() => {});
+  prepared = { id, streams };
+}
+
+/** The request's stdio connections: the prepared set when it was made for this request, else new ones. */
+async function streamsFor(request: Request): Promise<Socket[]> {
+  if (prepared?.id !== request.id) return openStreams(request);
+  const { streams } = prepared;
+  prepared = undefined;
+  const sockets = await streams;
+  if (request.stdin) return sockets;
+  sockets[0]!.destroy();
+  return sockets.slice(1);
+}
+
 async function handle(request: Request): Promise<void> {
   const { id } = request;
   let sockets: Socket[];
   try {
-    sockets = await openStreams(request);
+    sockets = await streamsFor(request);
   } catch (error) {
     send({ id, unavailable: failure(error) });
+    return;
+  }
+  // One turn of the event loop first: a worker that gave up on this request (this process was stuck) has released
+  // it and disconnected, and those messages are read by now; nobody would watch the command any more.
+  await new Promise((resolve) => setImmediate(resolve));
+  if (released || !process.connected) {
+    for (const s of sockets) s.destroy();
     return;
   }
   const [stdout, stderr] = sockets.slice(-2) as [Socket, Socket];
@@ -120,8 +164,11 @@ async function handle(request: Request): Promise<void> {
 
 /** The worker let this spawner go ({release: true}) and lives on; otherwise a disconnect means the worker is gone. */
 let released = false;
-process.on('message', (message: Request | { release: true }) => {
-  if ('release' in message) released = true;
+process.on('message', (message: Request | { release: true } | { prepare: number }) => {
+  if ('release' in message) {
+    released = true;
+    dropPrepared();
+  } else if ('prepare' in message) prepare(message.prepare);
   else void handle(message);
 });
 process.on('disconnect', () => {
