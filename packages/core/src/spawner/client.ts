@@ -52,6 +52,8 @@ const HEADER_LENGTH = 10;
 const HEADER = /^([0-9a-f]{8})([0-2])\n$/;
 /** A request whose pid and sockets have not all arrived after this fails (the spawner is stuck or lost them). */
 const HANDOVER_TIMEOUT_MS = 10_000;
+/** The spawner starts nothing later than this before HANDOVER_TIMEOUT_MS: time for its answer to arrive. */
+const SPAWNER_DEADLINE_MARGIN_MS = 2000;
 
 type Reply =
   | { id: number; pid: number }
@@ -209,7 +211,9 @@ class Spawner {
         timer: setTimeout(() => this.timedOut(pending), HANDOVER_TIMEOUT_MS).unref(),
       };
       this.track(pending);
-      this.child.send({ ...request, id, detached: true }, undefined, undefined, (error) => {
+      // the spawner does not start it later than this: past it, this side may have given up (timedOut)
+      const deadline = Date.now() + HANDOVER_TIMEOUT_MS - SPAWNER_DEADLINE_MARGIN_MS;
+      this.child.send({ ...request, id, detached: true, deadline }, undefined, undefined, (error) => {
         if (error) this.die();
       });
       // after the request: the spawner drops a prepared set it has not used when told of the next one

@@ -10,7 +10,7 @@
  *
  * Protocol, one IPC message per event (argv[2] is the worker's unix socket path):
  *   worker → spawner  { prepare: id }                   open the stdio connections of the next request now
- *                     { id, file, args, cwd, env, detached, uid?, gid?, stdin: boolean }
+ *                     { id, file, args, cwd, env, detached, uid?, gid?, stdin: boolean, deadline }
  *                     { release: true }                 then a disconnect: the worker lives on, its socket stays
  *   spawner → worker  { id, pid }                       the child runs
  *                     { id, exit: { code, signal } }    it has exited
@@ -38,6 +38,8 @@ interface Request {
   uid?: number;
   gid?: number;
   stdin: boolean;
+  /** Epoch ms after which the worker may have given up: not started past it. */
+  deadline?: number;
 }
 
 const socketPath = process.argv[2];
@@ -127,11 +129,11 @@ async function handle(request: Request): Promise<void> {
     send({ id, unavailable: failure(error) });
     return;
   }
-  // One turn of the event loop first: a worker that gave up on this request (this process was stuck) has released
-  // it and disconnected, and those messages are read by now; nobody would watch the command any more.
-  await new Promise((resolve) => setImmediate(resolve));
-  if (released || !process.connected) {
+  // A request the worker has given up on (this process was stuck: stopped, starved) must not start: nobody would
+  // watch the command. Past its deadline (set short of the worker's own timeout), or once released, it does not.
+  if (released || !process.connected || (request.deadline !== undefined && Date.now() > request.deadline)) {
     for (const s of sockets) s.destroy();
+    send({ id, unavailable: { code: 'ETIMEDOUT', message: 'the request waited too long in the spawner' } });
     return;
   }
   const [stdout, stderr] = sockets.slice(-2) as [Socket, Socket];
