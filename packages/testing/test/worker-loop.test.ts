@@ -182,6 +182,38 @@ describe('worker loop', () => {
     }
   });
 
+  it("at start, what a dead worker's runs left in tasks/ is removed; a run's own files go when it ends", async () => {
+    const { mkdtemp, mkdir, writeFile, readdir, rm } = await import('node:fs/promises');
+    const { tmpdir } = await import('node:os');
+    const { join } = await import('node:path');
+    const workDir = await mkdtemp(join(tmpdir(), 'tasks-leftovers-'));
+    try {
+      await mkdir(join(workDir, 'tasks', 'old-run', 'upload-x'), { recursive: true });
+      await writeFile(join(workDir, 'tasks', 'old-run', 'upload-x', 'spool'), 'spool');
+      await writeFile(join(workDir, 'tasks', 'Abc-0.log'), 'an old log');
+      const seen: string[][] = [];
+      const watcher: PluginV1 = {
+        specificationVersion: 'v1',
+        name: 'watcher',
+        taskPlugin: () => ({
+          started: async () => {
+            seen.push(await readdir(join(workDir, 'tasks')));
+          },
+        }),
+      };
+      const tw = await startTestWorker({ plugins: [watcher], worker: { workDir } });
+      const taskId = tw.submit({ mock: { log: 'hi' } });
+      const result = await tw.result(taskId);
+      expect(result.resolution).toBe('completed');
+      // during the run: its log file, and nothing of the dead worker's
+      expect(seen).toEqual([[`${taskId}-0.log`]]);
+      await tw.stop();
+      expect(await readdir(join(workDir, 'tasks'))).toEqual([]);
+    } finally {
+      await rm(workDir, { recursive: true, force: true });
+    }
+  });
+
   it('reclaims before takenUntil and uses the fresh credentials afterwards', async () => {
     const queue = new FakeQueue({ longPollMs: 20, claimTimeoutMs: 400 });
     const tw = await startTestWorker({ queue, worker: { cancelPollMs: 0 } });

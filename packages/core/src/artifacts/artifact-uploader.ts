@@ -13,6 +13,7 @@ import { silentLogger } from '../logger.js';
 import type { ErrorArtifactReason, ObjectArtifactResponse, QueuePort } from '../queue/queue-port.js';
 import type { Credentials } from '../task.js';
 import type { Limiter } from '../util/limiter.js';
+import { removeTree } from '../util/remove-tree.js';
 import { backoff, sleep } from '../util/sleep.js';
 import { contentTypeFor, isCompressible } from './content-type.js';
 
@@ -29,7 +30,10 @@ export interface ArtifactUploaderOptions {
   credentials: () => Credentials;
   /** The task's expiry: the default and the ceiling of every artifact's `expires`. */
   taskExpires: string;
-  /** Where gzip and spool files go while uploading. */
+  /**
+   * A folder in which the uploader makes its own `upload-XXXXXX` folder for gzip and spool files, when an upload
+   * first needs one; `dispose()` removes that folder (and nothing else).
+   */
   tempDir: string;
   /** Worker-wide limit on concurrent uploads. */
   limit?: Limiter;
@@ -393,10 +397,11 @@ export class ArtifactUploader {
     );
   }
 
-  /** Removes temporary files. */
+  /** Removes its temporary folder, if it made one. */
   async dispose(): Promise<void> {
-    if (this.#tempDir) await rm(this.#tempDir, { recursive: true, force: true });
+    const dir = this.#tempDir;
     this.#tempDir = undefined;
+    if (dir) await removeTree(dir);
   }
 }
 

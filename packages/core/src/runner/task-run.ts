@@ -165,10 +165,18 @@ export class TaskRun {
   async run(): Promise<TaskRunOutcome> {
     const o = this.#o;
     const claim = o.claim;
-    const dir = join(o.workDir, `${this.taskId}-${this.runId}`);
-    // two metadata syscalls per task: synchronous, far cheaper than thread-pool round trips (see util/paths.ts)
-    mkdirSync(dir, { recursive: true });
-    const log = TaskLog.create(join(dir, 'live_backing.log'));
+    // The run's files sit directly in the tasks folder: its log, and (made by the uploader only when an upload
+    // needs a gzip or spool file) a temporary folder. No folder per run: on a busy disk each mkdir and rmdir in the
+    // shared parent costs the event loop a few tenths of a millisecond. Synchronous: one metadata syscall.
+    const logPath = join(o.workDir, `${this.taskId}-${this.runId}.log`);
+    let log: TaskLog;
+    try {
+      log = TaskLog.create(logPath);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+      mkdirSync(o.workDir, { recursive: true }); // someone removed the tasks folder
+      log = TaskLog.create(logPath);
+    }
     // the hook running now (hooks of a task run one at a time): uploads report their progress to it
     const currentHook: { progress: (() => void) | undefined } = { progress: undefined };
     const uploader = new ArtifactUploader({
@@ -178,7 +186,7 @@ export class TaskRun {
       runId: this.runId,
       credentials: () => this.#credentials,
       taskExpires: claim.task.expires,
-      tempDir: dir,
+      tempDir: o.workDir,
       logger: this.#logger,
       ...(o.uploadLimit ? { limit: o.uploadLimit } : {}),
     });
@@ -402,7 +410,7 @@ export class TaskRun {
       ...(decidingError ? { error: decidingError } : {}),
       timings: this.#timings,
     };
-    this.#cleanedUp = this.#cleanup(builder, log, dir, outcome);
+    this.#cleanedUp = this.#cleanup(builder, log, uploader, outcome);
     return outcome;
   }
 
@@ -418,7 +426,7 @@ export class TaskRun {
   async #cleanup(
     builder: SandboxBuilderV1 | undefined,
     log: TaskLog,
-    dir: string,
+    uploader: ArtifactUploader,
     outcome: TaskRunOutcome,
   ): Promise<void> {
     const o = this.#o;
@@ -435,13 +443,22 @@ export class TaskRun {
         o.events.emit('internal-error', { error: error as Error, fatal: false, taskId: this.taskId });
       }
     })();
-    // the run's folder (log backing file, upload spools) goes at the same time as the engine's
+    // the run's files (the log's backing file, upload spools) go at the same time as the engine's
     const filesCleanup = (async () => {
-      // the log's backing file and the upload spools are inside the run's folder: one removal for all
       await log.close().catch(() => {});
-      await removeTree(dir).catch((error) =>
-        this.#logger.warn({ err: (error as Error).message, dir }, 'could not remove the run folder'),
-      );
+      await Promise.all([
+        removeTree(log.path).catch((error) =>
+          this.#logger.warn(
+            { err: (error as Error).message, path: log.path },
+            'could not remove the task log file',
+          ),
+        ),
+        uploader
+          .dispose()
+          .catch((error) =>
+            this.#logger.warn({ err: (error as Error).message }, 'could not remove the upload spool folder'),
+          ),
+      ]);
     })();
     await Promise.all([engineCleanup, filesCleanup]);
     this.#mark('cleanup');

@@ -1,4 +1,4 @@
-import { mkdir } from 'node:fs/promises';
+import { mkdir, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { EngineV1 } from '../engine/v1/engine.js';
 import { InternalError } from '../errors/internal-error.js';
@@ -15,6 +15,7 @@ import { TaskRun, type TaskRunOutcome } from '../runner/task-run.js';
 import type { ComposedPayloadSchema } from '../schema/payload-schema.js';
 import type { Claim, WorkerIdentity } from '../task.js';
 import { createLimiter } from '../util/limiter.js';
+import { removeTree } from '../util/remove-tree.js';
 import { backoff, sleep } from '../util/sleep.js';
 import { lockWorkDir } from '../util/work-dir-lock.js';
 import { CORE_VERSION } from '../version.js';
@@ -128,7 +129,24 @@ export class Worker {
     // before the engine's init: it may remove what it takes for a crashed worker's leftovers
     this.#releaseWorkDir = lockWorkDir(this.#o.workDir);
     try {
-      await mkdir(join(this.#o.workDir, 'tasks'), { recursive: true });
+      const tasksDir = join(this.#o.workDir, 'tasks');
+      await mkdir(tasksDir, { recursive: true });
+      // what runs of a worker that died left (the folder is ours now): logs and upload spools, removed before
+      // the first claim (on the helper thread)
+      const leftovers = await readdir(tasksDir);
+      if (leftovers.length > 0) {
+        this.#logger.info({ count: leftovers.length }, 'removing task files a previous worker left');
+        await Promise.all(
+          leftovers.map((name) =>
+            removeTree(join(tasksDir, name)).catch((error) =>
+              this.#logger.warn(
+                { err: (error as Error).message, name },
+                'could not remove a leftover task file',
+              ),
+            ),
+          ),
+        );
+      }
       try {
         await engine.init?.({
           logger: this.#logger.child({ engine: engine.name }),
