@@ -416,7 +416,7 @@ export class TaskRun {
 
   /**
    * Resolves when the run's leftovers are gone: the engine's cleanup (result set, sandbox, builder) and the run's
-   * folder. `run()` resolves before this, so the worker can take the next task meanwhile; `task-resolved` is
+   * files (its log, its upload spool folder). `run()` resolves before this, so the worker can take the next task meanwhile; `task-resolved` is
    * emitted after it.
    */
   get cleanedUp(): Promise<void> {
