@@ -76,7 +76,8 @@ function openStream(id: number, fd: number): Promise<Socket> {
   });
 }
 
-async function openStreams(request: Request): Promise<Socket[]> {
+/** The stdio connections of request `id`: fds 1 and 2, and 0 with `stdin`. */
+async function openStreams(request: Pick<Request, 'id' | 'stdin'>): Promise<Socket[]> {
   const fds = request.stdin ? [0, 1, 2] : [1, 2];
   const opened = await Promise.allSettled(fds.map((fd) => openStream(request.id, fd)));
   const sockets = opened.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
@@ -104,7 +105,7 @@ function dropPrepared(): void {
 function prepare(id: number): void {
   dropPrepared();
   // on a failure openStreams closes those that connected; the request then fails over to a direct spawn
-  const streams = openStreams({ id, stdin: true } as Request);
+  const streams = openStreams({ id, stdin: true });
   streams.catch(() => {});
   prepared = { id, streams };
 }
