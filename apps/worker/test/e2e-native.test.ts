@@ -6,6 +6,7 @@ import { chmod, mkdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import taskcluster from 'taskcluster-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parse } from 'yaml';
 import {
   ESCAPE_SCRIPT,
   passwdEntry,
@@ -547,6 +548,28 @@ describe('tcw start with the native engine: memory limit, graceful shutdown, cra
     worker.kill('SIGKILL');
     await worker.exited;
     // a crash ends nothing by itself: the task's processes and its user outlive the worker
+    expect((await processesMarked(mark)).length).toBeGreaterThanOrEqual(3);
+    expect(await passwdEntry(name!)).toBeDefined();
+
+    // a worker on another work folder (same host, same cgroup) leaves them alone: they are not its leftovers
+    const otherDir = join(dir, 'other');
+    await mkdir(otherDir, { recursive: true });
+    const other = tcw([
+      'start',
+      '--config',
+      await writeConfig(otherDir, {
+        ...(parse(await readFile(config, 'utf8')) as Record<string, unknown>),
+        worker: {
+          taskQueueId: 'tcw-e2e/native-other',
+          workerGroup: 'e2e',
+          workerId: 'native-3',
+          workDir: join(otherDir, 'work'),
+        },
+      }),
+    ]);
+    await other.waitFor(/worker started/);
+    other.kill('SIGTERM');
+    expect(await other.exited).toBe(0);
     expect((await processesMarked(mark)).length).toBeGreaterThanOrEqual(3);
     expect(await passwdEntry(name!)).toBeDefined();
 

@@ -3,16 +3,18 @@
  * `cgroups` option), so every process it starts stays a member, whatever it does, and `cgroup.kill` ends them all.
  *
  * Two host layouts are handled:
- * - **pure cgroup v2** (`/sys/fs/cgroup` is `cgroup2`): tasks go in `<own cgroup>/tcw-native-<pid>/task-<n>`. For
+ * - **pure cgroup v2** (`/sys/fs/cgroup` is `cgroup2`): tasks go in `<own cgroup>/tcw-native-<w>/task-<n>` (`<w>`: 12 hex
+ *   digits of the work folder's sha256, see `cgroupName`). For
  *   limits the `memory` and `pids` controllers must reach that folder; when the worker's own cgroup cannot host
  *   children with controllers (it holds processes: the "no internal processes" rule), the worker moves itself into
  *   a leaf `<own>/tcw-worker-<pid>` first and enables the controllers in `<own>/cgroup.subtree_control`.
  * - **hybrid** (v1 controllers plus `cgroup2` at `/sys/fs/cgroup/unified`): membership and `cgroup.kill` use the
  *   v2 tree; limits use the v1 `memory` and `pids` hierarchies (`memory.limit_in_bytes`, `pids.max`).
  */
+import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdir, readdir, readFile, rmdir, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import type { Logger } from '@tcw/core';
 
 export interface TaskLimits {
@@ -80,15 +82,6 @@ async function readWords(path: string): Promise<string[]> {
   }
 }
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
 async function rmdirRetry(dir: string): Promise<void> {
   for (let i = 0; ; i++) {
     try {
@@ -127,26 +120,30 @@ function signal(pid: number, sig: NodeJS.Signals): void {
 
 const PREFIX = 'tcw-native-';
 
-async function cleanStale(parent: string, logger: Logger): Promise<void> {
-  let names: string[] = [];
-  try {
-    names = await readdir(parent);
-  } catch {
-    return;
-  }
-  for (const name of names) {
-    const m = new RegExp(`^${PREFIX}(\\d+)$`).exec(name);
-    if (!m || alive(Number(m[1]))) continue;
-    logger.info({ cgroup: join(parent, name) }, 'removing the cgroups of a worker that is gone');
-    await destroyTree(join(parent, name));
-  }
+/**
+ * The name of a worker's cgroup folders: derived from its work folder, which one worker at a time holds (the work
+ * folder's lock), so a worker finds exactly what its crashed predecessor left and never touches another worker's.
+ */
+export function cgroupName(owner: string): string {
+  return `${PREFIX}${createHash('sha256').update(resolve(owner)).digest('hex').slice(0, 12)}`;
+}
+
+/** Kills and removes what a previous worker on the same work folder left under `dir`, if anything. */
+async function cleanPredecessor(dir: string, logger: Logger): Promise<void> {
+  if (!existsSync(dir)) return;
+  logger.info({ cgroup: dir }, 'removing the cgroups a previous worker on this work folder left behind');
+  await destroyTree(dir);
 }
 
 /**
- * Finds the host's cgroup layout and prepares this worker's folders. Returns the reason when cgroups cannot be used
- * (not Linux, not root, no cgroup v2 mount, a read-only cgroup filesystem).
+ * Finds the host's cgroup layout and prepares this worker's folders, named after `owner` (its work folder) after
+ * removing what a crashed worker on that folder left there. Returns the reason when cgroups cannot be used (not
+ * Linux, not root, no cgroup v2 mount, a read-only cgroup filesystem).
  */
-export async function setupCgroups(logger: Logger): Promise<CgroupSupport | { reason: string }> {
+export async function setupCgroups(
+  logger: Logger,
+  owner: string,
+): Promise<CgroupSupport | { reason: string }> {
   if (process.platform !== 'linux') return { reason: `cgroups are Linux only (this is ${process.platform})` };
   if (process.getuid?.() !== 0) return { reason: 'the worker does not run as root' };
   const all = await mounts();
@@ -156,9 +153,10 @@ export async function setupCgroups(logger: Logger): Promise<CgroupSupport | { re
   const ownV2 = own.get('') ?? '/';
   const ownDir = join(v2.point, ownV2);
   const hybrid = all.some((m) => m.fstype === 'cgroup');
-  const base = join(ownDir, `${PREFIX}${process.pid}`);
+  const name = cgroupName(owner);
+  const base = join(ownDir, name);
   try {
-    await cleanStale(ownDir, logger);
+    await cleanPredecessor(base, logger);
     if (!hybrid) await enableV2Controllers(ownDir, ownV2 === '/', logger);
     await mkdir(base, { recursive: true });
   } catch (error) {
@@ -189,8 +187,8 @@ export async function setupCgroups(logger: Logger): Promise<CgroupSupport | { re
     if (!mount || path === undefined) return undefined;
     const parent = join(mount.point, path);
     try {
-      await cleanStale(parent, logger);
-      const dir = join(parent, `${PREFIX}${process.pid}`);
+      const dir = join(parent, name);
+      await cleanPredecessor(dir, logger);
       await mkdir(dir, { recursive: true });
       return dir;
     } catch (error) {

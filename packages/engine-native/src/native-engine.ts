@@ -226,7 +226,7 @@ export function createNativeEngine(options: NativeEngineOptions = {}): EngineV1 
       }
     }
     if (options.cgroups !== 'off') {
-      const found = await setupCgroups(logger);
+      const found = await setupCgroups(logger, workDir);
       if ('reason' in found) logger.info({ reason: found.reason }, 'no cgroups: tasks are process groups');
       else cgroups = found;
     }
