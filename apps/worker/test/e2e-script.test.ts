@@ -1,13 +1,16 @@
 // End to end, with real processes: `tcw queue` and `tcw start` as child processes, a script-engine worker, tasks
 // created and observed through the real taskcluster-client over HTTP.
-import { readFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import taskcluster from 'taskcluster-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { stringify } from 'yaml';
 import {
   BACKING_LOG,
   cleanup,
   createTaskIn,
+  DISABLED_DEFAULTS,
   downloadText,
   type Proc,
   processesWith,
@@ -172,5 +175,126 @@ describe('exit code 4', () => {
       await queue.exited;
       await cleanup(dir);
     }
+  });
+});
+
+describe('signals while the worker starts', () => {
+  let dir: string;
+  let queue: QueueProc;
+  const taskQueueId = 'tcw-e2e/slow-start';
+
+  // A third-party plugin (installed next to the config) whose init takes a while: the window in which a signal
+  // arrives while the worker starts. It writes what happens to it into markerDir.
+  beforeAll(async () => {
+    dir = await tempDir('tcw-e2e-slow-start-');
+    queue = await startQueue(join(dir, 'queue'));
+    const pluginDir = join(dir, 'node_modules', 'tcw-e2e-slow-start');
+    await mkdir(pluginDir, { recursive: true });
+    await writeFile(
+      join(pluginDir, 'package.json'),
+      JSON.stringify({ name: 'tcw-e2e-slow-start', version: '1.0.0', type: 'module', exports: './index.js' }),
+    );
+    await writeFile(
+      join(pluginDir, 'index.js'),
+      `import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+export default {
+  specificationVersion: 'v1',
+  kind: 'plugin',
+  name: 'slow-start',
+  coreRange: '^0.1.0',
+  configSchema: {
+    type: 'object',
+    properties: { markerDir: { type: 'string' }, delayMs: { type: 'integer' } },
+    required: ['markerDir', 'delayMs'],
+    additionalProperties: false,
+  },
+  create: ({ markerDir, delayMs }) => ({
+    specificationVersion: 'v1',
+    name: 'slow-start',
+    async init() {
+      writeFileSync(join(markerDir, 'init-started'), '');
+      await new Promise((r) => setTimeout(r, delayMs));
+    },
+    dispose() {
+      writeFileSync(join(markerDir, 'disposed'), '');
+    },
+  }),
+};
+`,
+    );
+  });
+
+  afterAll(async () => {
+    await stopAll(queue);
+    await cleanup(dir);
+  });
+
+  async function startSlow(
+    name: string,
+    delayMs: number,
+    command: string[] = ['start'],
+    env: NodeJS.ProcessEnv = {},
+  ): Promise<{ worker: Proc; markers: string; work: string }> {
+    const markers = join(dir, name);
+    await mkdir(markers);
+    const work = join(dir, `work-${name}`);
+    const config = await writeConfig(
+      dir,
+      scriptConfig({
+        queue,
+        markerDir: markers,
+        workDir: work,
+        taskQueueId,
+        extra: {
+          plugins: { disabled: DISABLED_DEFAULTS, 'tcw-e2e-slow-start': { markerDir: markers, delayMs } },
+        },
+      }),
+    );
+    const worker = tcw([...command, '--config', config], { env });
+    await until(
+      async () => existsSync(join(markers, 'init-started')),
+      20_000,
+      'the slow plugin init started',
+    );
+    return { worker, markers, work };
+  }
+
+  it('SIGTERM: the worker finishes starting, claims nothing, disposes its plugins and exits 0', async () => {
+    const taskId = await createTaskIn(queue, taskQueueId, { exitCode: 0 });
+    const { worker, markers, work } = await startSlow('graceful', 1500);
+    worker.kill('SIGTERM');
+    expect(await worker.exited).toBe(0);
+    expect(worker.stderr()).toContain('received SIGTERM while starting; stopping once started');
+    expect(worker.stderr()).toContain('received SIGTERM while starting"'); // the stop reason, in the JSON log
+    expect(existsSync(join(markers, 'disposed'))).toBe(true);
+    expect(existsSync(join(work, 'worker.pid'))).toBe(false);
+    // the pending task was left for another worker
+    expect((await queue.queue.status(taskId)).status.runs[0]).toMatchObject({ state: 'pending' });
+    await queue.queue.cancelTask(taskId);
+  });
+
+  it('a second signal while starting exits at once (75)', async () => {
+    const { worker } = await startSlow('twice', 60_000);
+    worker.kill('SIGTERM');
+    await worker.waitFor(/stopping once started/);
+    worker.kill('SIGINT');
+    expect(await worker.exited).toBe(75);
+    expect(worker.stderr()).toContain('received SIGINT again while starting; exiting now');
+  });
+
+  it('tcw run: SIGINT while starting creates no task, exits 2 and leaves no scratch folder', async () => {
+    const file = join(dir, 'run.yml');
+    await writeFile(file, stringify({ payload: { stdout: 'never' } }));
+    const tmp = join(dir, 'tmp');
+    await mkdir(tmp);
+    const { worker: run, markers } = await startSlow('run', 1500, ['run', file], { TMPDIR: tmp });
+    expect(await readdir(tmp)).toEqual([expect.stringMatching(/^tcw-run-/)]);
+    run.kill('SIGINT');
+    expect(await run.exited).toBe(2);
+    expect(run.stderr()).toContain('tcw run: interrupted (SIGINT) before the task was created; nothing ran');
+    expect(run.stdout()).not.toContain('never');
+    expect(existsSync(join(markers, 'disposed'))).toBe(true);
+    expect(await readdir(tmp)).toEqual([]);
   });
 });

@@ -3,6 +3,7 @@ import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve, sep } from 'node:path';
 import { parseArgs } from 'node:util';
+import type { Worker } from '@tcw/core';
 import taskcluster from 'taskcluster-client';
 import { loadConfig } from '../config/load.js';
 import { identityOf } from '../defaults.js';
@@ -50,6 +51,16 @@ export async function runRun(argv: string[], io: CommandIo): Promise<number> {
     return EXIT.usage;
   }
   const scratch = await mkdtemp(join(tmpdir(), 'tcw-run-'));
+  // from here on a signal stops the worker (once it has started, if it is still starting): the scratch folder and
+  // the embedded queue are always cleaned up
+  let interrupted: NodeJS.Signals | undefined;
+  let worker: Worker | undefined;
+  const stop = (signal: NodeJS.Signals) => {
+    interrupted ??= signal;
+    worker?.stopNow(`interrupted (${signal})`);
+  };
+  process.once('SIGINT', stop);
+  process.once('SIGTERM', stop);
   try {
     let started: Awaited<ReturnType<typeof startWorker>>;
     let task: Awaited<ReturnType<typeof readTaskFile>>;
@@ -71,6 +82,10 @@ export async function runRun(argv: string[], io: CommandIo): Promise<number> {
             level: config.logging?.level ?? 'warn',
             ...(config.logging?.pretty !== undefined ? { pretty: config.logging.pretty } : {}),
           }),
+          onStarted: (w) => {
+            worker = w;
+            if (interrupted) w.stopNow(`interrupted (${interrupted})`);
+          },
         },
       );
     } catch (error) {
@@ -83,10 +98,11 @@ export async function runRun(argv: string[], io: CommandIo): Promise<number> {
       return failure.code;
     }
     const queue = new taskcluster.Queue({ rootUrl: started.rootUrl, credentials: started.credentials });
-    const stop = () => started.worker.stopNow('interrupted');
-    process.once('SIGINT', stop);
-    process.once('SIGTERM', stop);
     try {
+      if (interrupted) {
+        io.stderr.write(`tcw run: interrupted (${interrupted}) before the task was created; nothing ran\n`);
+        return EXIT.taskException;
+      }
       await queue.createTask(task.taskId, task.definition);
       const result = await followTask({ queue, taskId: task.taskId, out: io.stdout });
       if (parsed.values.out) await downloadArtifacts(queue, task.taskId, result.runId, parsed.values.out, io);
@@ -99,12 +115,12 @@ export async function runRun(argv: string[], io: CommandIo): Promise<number> {
       io.stderr.write(`tcw run: ${e.message}\n`);
       return EXIT.usage;
     } finally {
-      process.off('SIGINT', stop);
-      process.off('SIGTERM', stop);
       started.worker.stopGracefully('tcw run is done');
       await started.done;
     }
   } finally {
+    process.off('SIGINT', stop);
+    process.off('SIGTERM', stop);
     await rm(scratch, { recursive: true, force: true });
   }
 }

@@ -49,6 +49,8 @@ export interface StartOptions {
   capacity?: number;
   logger?: Logger;
   io: CommandIo;
+  /** Called once the worker has started (engine and plugins initialised), just before its loop claims anything. */
+  onStarted?: (worker: Worker, logger: Logger) => void;
 }
 
 function seconds(value: number | undefined, fallback: number): number {
@@ -125,6 +127,7 @@ export async function startWorker(loaded: LoadedConfig, options: StartOptions): 
     await localQueue?.close();
     throw error;
   }
+  options.onStarted?.(worker, logger);
   logger.info(
     {
       rootUrl,
@@ -187,22 +190,27 @@ export async function runStart(argv: string[], io: CommandIo): Promise<number> {
     io.stdout.write(USAGE);
     return EXIT.ok;
   }
-  let started: StartedWorker;
-  try {
-    const path = await findConfig(args.config, io.env);
-    started = await startWorker(await loadConfig(path, { env: io.env }), { io });
-  } catch (error) {
-    const failure = startupFailure(error);
-    io.stderr.write(`tcw: ${failure.message}\n`);
-    return failure.code;
-  }
-  const { worker, logger } = started;
-  if (started.localQueue) io.stdout.write(exportLines(started.rootUrl, started.credentials));
-
+  // the handlers go in first: a signal while the worker starts (engine init may take a while) must not kill it
+  // half-way (its work folder, cgroups, embedded queue): it stops as soon as it has started, claiming nothing
   let signals = 0;
+  let firstSignal: NodeJS.Signals | undefined;
   let forceTimer: NodeJS.Timeout | undefined;
+  let running: { worker: Worker; logger: Logger } | undefined;
   const onSignal = (signal: NodeJS.Signals) => {
     signals++;
+    if (!running) {
+      firstSignal ??= signal;
+      if (signals === 1) {
+        io.stderr.write(
+          `tcw: received ${signal} while starting; stopping once started (send it again to exit now)\n`,
+        );
+      } else {
+        io.stderr.write(`tcw: received ${signal} again while starting; exiting now\n`);
+        process.exit(EXIT.forcedExit);
+      }
+      return;
+    }
+    const { worker, logger } = running;
     if (signals === 1) {
       logger.info({ signal }, 'stopping gracefully (send it again to stop now)');
       worker.stopGracefully(`received ${signal}`);
@@ -216,15 +224,33 @@ export async function runStart(argv: string[], io: CommandIo): Promise<number> {
   };
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
-  worker.events.on('stopping', ({ mode }) => {
-    if (mode !== 'now' || forceTimer) return;
-    const limit = (started.loaded.config.worker?.abortGracePeriod ?? 10) * 1000 + 60_000;
-    forceTimer = setTimeout(() => {
-      logger.error({ afterMs: limit }, 'the worker did not stop in time; exiting');
-      process.exit(EXIT.forcedExit);
-    }, limit);
-    forceTimer.unref();
-  });
+  let loaded: LoadedConfig | undefined;
+  const onStarted = (worker: Worker, logger: Logger) => {
+    running = { worker, logger };
+    worker.events.on('stopping', ({ mode }) => {
+      if (mode !== 'now' || forceTimer) return;
+      const limit = (loaded?.config.worker?.abortGracePeriod ?? 10) * 1000 + 60_000;
+      forceTimer = setTimeout(() => {
+        logger.error({ afterMs: limit }, 'the worker did not stop in time; exiting');
+        process.exit(EXIT.forcedExit);
+      }, limit);
+      forceTimer.unref();
+    });
+    if (firstSignal) worker.stopGracefully(`received ${firstSignal} while starting`);
+  };
+  let started: StartedWorker;
+  try {
+    loaded = await loadConfig(await findConfig(args.config, io.env), { env: io.env });
+    started = await startWorker(loaded, { io, onStarted });
+  } catch (error) {
+    process.off('SIGTERM', onSignal);
+    process.off('SIGINT', onSignal);
+    const failure = startupFailure(error);
+    io.stderr.write(`tcw: ${failure.message}\n`);
+    return failure.code;
+  }
+  const { logger } = started;
+  if (started.localQueue) io.stdout.write(exportLines(started.rootUrl, started.credentials));
   const exit = await started.done;
   process.off('SIGTERM', onSignal);
   process.off('SIGINT', onSignal);
