@@ -75,6 +75,34 @@ describe('TaskLog', () => {
     expect(text).toContain('token=[secret]');
   });
 
+  it('masks a secret split over writes (a pipe cuts its chunks anywhere), even one byte at a time', async () => {
+    const log = TaskLog.create(join(dir, 'log'));
+    log.addSecret('s3cr3t-token');
+    log.write('token=s3cr');
+    log.write(Buffer.from('3t-tok'));
+    log.write('en and again: ');
+    for (const byte of Buffer.from('s3cr3t-token\n')) log.write(Uint8Array.of(byte));
+    await log.close();
+    const text = await readFile(log.path, 'utf8');
+    expect(text).toBe('token=[secret] and again: [secret]\n');
+    expect(log.size).toBe(Buffer.byteLength(text));
+  });
+
+  it('with secrets, a character split over writes stays intact, and held bytes that were no secret are written', async () => {
+    const log = TaskLog.create(join(dir, 'log'));
+    log.addSecret('pässwörd');
+    const bytes = Buffer.from('grüße pässw');
+    log.write(bytes.subarray(0, 4)); // cuts ü in two
+    log.write(bytes.subarray(4));
+    // a worker line ends the task's output so far: the held 'pässw' is written before it, as it was
+    log.info('a worker line');
+    log.write('pä');
+    await log.close();
+    const text = await readFile(log.path, 'utf8');
+    expect(text).toMatch(/^grüße pässw\n\[taskcluster [^\]]+\] a worker line\npä$/);
+    expect(log.size).toBe(Buffer.byteLength(text));
+  });
+
   it('removes its backing file', async () => {
     const log = TaskLog.create(join(dir, 'log'));
     log.write('x');

@@ -12,7 +12,10 @@ export interface TaskLogWriter {
   warn(message: string): void;
   /** `[taskcluster:error <time>] message` */
   error(message: string): void;
-  /** Mask this value (as `[secret]`) in everything written from now on. */
+  /**
+   * Mask this value (as `[secret]`) in everything written from now on (values of 4+ characters), also when it is
+   * split over writes: bytes that may begin a secret are held back until the next write, a worker line or close.
+   */
   addSecret(value: string): void;
 }
 
@@ -28,6 +31,7 @@ export interface TaskLogReader {
 }
 
 const READ_CHUNK = 64 * 1024;
+const MASK = Buffer.from('[secret]');
 
 /**
  * The single writer of a task's log: one stream in a backing file, with any number of concurrent readers that
@@ -41,7 +45,10 @@ export class TaskLog implements TaskLogWriter, TaskLogReader {
   #endsWithNewline = true;
   #closed = false;
   #waiters = new Set<() => void>();
-  #secrets: string[] = [];
+  /** Secrets as bytes, longest first (masking works on bytes: no decoding, so a split character stays intact). */
+  #secrets: Buffer[] = [];
+  /** The end of what was written that could be the start of a secret: held back until the next write or close. */
+  #held: Buffer | undefined;
   #resolveDone!: () => void;
   readonly done: Promise<void>;
 
@@ -75,32 +82,68 @@ export class TaskLog implements TaskLogWriter, TaskLogReader {
   }
 
   addSecret(value: string): void {
-    if (value.length >= 4 && !this.#secrets.includes(value)) {
-      this.#secrets.push(value);
+    const bytes = Buffer.from(value);
+    if (value.length >= 4 && !this.#secrets.some((s) => s.equals(bytes))) {
+      this.#secrets.push(bytes);
       this.#secrets.sort((a, b) => b.length - a.length);
     }
   }
 
-  #mask(text: string): string {
-    let out = text;
+  /** Every whole secret in `buf` replaced by `[secret]` (the longest first). */
+  #mask(buf: Buffer): Buffer {
+    let out = buf;
     for (const secret of this.#secrets) {
-      out = out.split(secret).join('[secret]');
+      let at = out.indexOf(secret);
+      if (at < 0) continue;
+      const parts: Buffer[] = [];
+      let from = 0;
+      while (at >= 0) {
+        parts.push(out.subarray(from, at), MASK);
+        from = at + secret.length;
+        at = out.indexOf(secret, from);
+      }
+      parts.push(out.subarray(from));
+      out = Buffer.concat(parts);
     }
     return out;
   }
 
+  /** How many bytes at the end of `buf` are a proper beginning of some secret (they may be completed next write). */
+  #partialSecretAtEnd(buf: Buffer): number {
+    let longest = 0;
+    for (const secret of this.#secrets) {
+      for (let n = Math.min(secret.length - 1, buf.length); n > longest; n--) {
+        if (buf[buf.length - n] === secret[0] && buf.subarray(buf.length - n).equals(secret.subarray(0, n))) {
+          longest = n;
+          break;
+        }
+      }
+    }
+    return longest;
+  }
+
   write(data: string | Uint8Array): void {
     if (this.#closed || this.#fd === undefined) return;
-    let buf: Buffer;
+    let buf =
+      typeof data === 'string'
+        ? Buffer.from(data)
+        : Buffer.from(data.buffer, data.byteOffset, data.byteLength);
     if (this.#secrets.length > 0) {
-      buf = Buffer.from(this.#mask(typeof data === 'string' ? data : Buffer.from(data).toString('utf8')));
-    } else {
-      buf =
-        typeof data === 'string'
-          ? Buffer.from(data)
-          : Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+      // a secret split over two writes (a pipe's chunks) is found too: the held bytes go first
+      if (this.#held) buf = Buffer.concat([this.#held, buf]);
+      this.#held = undefined;
+      buf = this.#mask(buf);
+      const hold = this.#partialSecretAtEnd(buf);
+      if (hold > 0) {
+        this.#held = Buffer.from(buf.subarray(buf.length - hold));
+        buf = buf.subarray(0, buf.length - hold);
+      }
     }
-    if (buf.length === 0) return;
+    this.#append(buf);
+  }
+
+  #append(buf: Buffer): void {
+    if (buf.length === 0 || this.#fd === undefined) return;
     let offset = 0;
     while (offset < buf.length) {
       offset += writeSync(this.#fd, buf, offset, buf.length - offset);
@@ -114,6 +157,10 @@ export class TaskLog implements TaskLogWriter, TaskLogReader {
     const prefix = `[${tag} ${new Date().toISOString()}] `;
     const lines = message.replace(/\n+$/, '').split('\n');
     const text = lines.map((l) => prefix + l).join('\n');
+    // the task's output so far goes first, held bytes included: a worker line ends whatever it was writing
+    const held = this.#held;
+    this.#held = undefined;
+    if (held) this.#append(held);
     this.write(`${this.#endsWithNewline ? '' : '\n'}${text}\n`);
   }
 
@@ -168,6 +215,9 @@ export class TaskLog implements TaskLogWriter, TaskLogReader {
   /** Closes the log: no more writes; readers finish what is left, then end. Idempotent. */
   async close(): Promise<void> {
     if (this.#closed) return;
+    // held bytes were not a whole secret: they are the task's output
+    if (this.#held) this.#append(this.#held);
+    this.#held = undefined;
     this.#closed = true;
     if (this.#fd !== undefined) {
       closeSync(this.#fd);
