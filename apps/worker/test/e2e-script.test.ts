@@ -143,6 +143,14 @@ describe('tcw start with the script engine, against tcw queue', () => {
       'log uploaded',
     );
   });
+
+  it('its debug log, after every test above, holds no credential: not its own, not those of its claims', () => {
+    const log = worker.stderr();
+    expect(log).toContain('"level":20'); // debug lines are there
+    expect(log).not.toContain(queue.credentials.accessToken);
+    expect(log).not.toMatch(/"accessToken"\s*:\s*"[^"]/);
+    expect(log).not.toMatch(/"certificate"\s*:/);
+  });
 });
 
 describe('exit code 4', () => {
