@@ -5,9 +5,11 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import taskcluster from 'taskcluster-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { stringify as stringifyYaml } from 'yaml';
+import { parse, stringify as stringifyYaml } from 'yaml';
 import {
+  BACKING_LOG,
   cleanup,
+  downloadText,
   type QueueProc,
   scriptConfig,
   startQueue,
@@ -77,6 +79,35 @@ describe('{$secret} values against a deployment', () => {
       expect(await readFile(join(markers, taskId), 'utf8')).toMatch(/^start \d+\nend \d+\n$/);
       // the secret's other values never reach the worker's logs
       expect(worker.stderr()).not.toContain('s3cr3t-t0ken');
+    } finally {
+      worker.kill('SIGTERM');
+      await worker.exited;
+    }
+  });
+
+  it("a $secret value is masked in task logs, also when the task writes it; the worker's token too", async () => {
+    const path = await configWith('masked', markers);
+    const config = parse(await readFile(path, 'utf8')) as Record<string, unknown>;
+    const engines = config.engines as { script: { env: Record<string, unknown> } };
+    engines.script.env.TCW_E2E_TOKEN = { $secret: 'worker/e2e', key: 'token' };
+    await writeFile(path, stringifyYaml(config));
+    const worker = tcw(['start', '--config', path]);
+    try {
+      await worker.waitFor(/worker started/);
+      const taskId = taskcluster.slugid();
+      await queue.queue.createTask(
+        taskId,
+        taskDefinition(taskQueueId, {
+          stdout: `the token is s3cr3t-t0ken; the worker's is ${queue.credentials.accessToken}`,
+          stderr: 'stderr says s3cr3t-t0ken',
+        }),
+      );
+      expect((await waitForResolution(queue.queue, taskId)).state).toBe('completed');
+      const log = await downloadText(queue.queue, taskId, BACKING_LOG);
+      expect(log).toContain("the token is [secret]; the worker's is [secret]");
+      expect(log).toContain('[worker:error] stderr says [secret]');
+      expect(log).not.toContain('s3cr3t-t0ken');
+      expect(log).not.toContain(queue.credentials.accessToken);
     } finally {
       worker.kill('SIGTERM');
       await worker.exited;

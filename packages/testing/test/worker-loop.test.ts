@@ -235,6 +235,44 @@ describe('worker loop', () => {
     expect(report.credentials?.clientId).toMatch(/^task-client\//);
   });
 
+  it("the task log masks the worker's logSecrets and the run's credentials, the claim's and every reclaim's", async () => {
+    const queue = new FakeQueue({ longPollMs: 20, claimTimeoutMs: 400 });
+    const seen: string[] = [];
+    // a plugin that hands the run's credentials on (as a proxy would) and writes them to the log, split in two
+    const leaky: PluginV1 = {
+      specificationVersion: 'v1',
+      name: 'leaky',
+      taskPlugin: () => ({
+        started: (context) => {
+          const token = context.credentials().accessToken;
+          seen.push(token);
+          context.log.write(`claim token=${token.slice(0, 5)}`);
+          context.log.write(`${token.slice(5)}\n`);
+        },
+        stopped: (context) => {
+          const token = context.credentials().accessToken;
+          seen.push(token);
+          context.log.write(`current token=${token}\n`);
+          return undefined;
+        },
+      }),
+    };
+    const tw = await startTestWorker({
+      queue,
+      plugins: [leaky],
+      worker: { cancelPollMs: 0, logSecrets: ['worker-wide-s3cret'] },
+    });
+    const result = await tw.run({ mock: { delayMs: 1100, log: 'the worker secret: worker-wide-s3cret\n' } });
+    await tw.stop();
+    expect(result.resolution).toBe('completed');
+    expect(seen).toHaveLength(2);
+    expect(seen[1]).not.toBe(seen[0]); // reclaimed in between: fresh credentials
+    for (const token of [...seen, 'worker-wide-s3cret']) expect(result.log).not.toContain(token);
+    expect(result.log).toContain('claim token=[secret]\n');
+    expect(result.log).toContain('current token=[secret]\n');
+    expect(result.log).toContain('the worker secret: [secret]\n');
+  });
+
   it('a 409 on reclaim stops the task at once and does not resolve it', async () => {
     const queue = new FakeQueue({ longPollMs: 20, claimTimeoutMs: 300 });
     const tw = await startTestWorker({ queue, worker: { cancelPollMs: 0 } });

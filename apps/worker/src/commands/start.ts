@@ -107,6 +107,8 @@ export async function startWorker(loaded: LoadedConfig, options: StartOptions): 
     engine: composition.engine,
     plugins: composition.plugins,
     identity,
+    // masked in every task log: the worker's own token, and what came from the secrets service
+    logSecrets: [credentials.accessToken, ...loaded.secretValues],
     capacity: options.capacity ?? w.capacity ?? 1,
     workDir,
     logger,

@@ -47,6 +47,8 @@ export interface LoadedConfig {
   path: string;
   /** Its folder: relative paths in the config are relative to it. */
   dir: string;
+  /** The strings that came from `{$secret}` values: every task log masks them as `[secret]`. */
+  secretValues: string[];
 }
 
 export interface LoadOptions {
@@ -113,6 +115,7 @@ export async function fromObject(
     throw new ConfigError(`${path} must hold a mapping (YAML) or object (JSON) at the top`);
   }
   const { value, secrets } = applyEnvTransforms(raw, options.env ?? process.env);
+  const secretValues: string[] = [];
   // A `{$secret}` still in place is not the value its key wants yet: those keys are checked once it is fetched.
   const underSecret = (path: string) =>
     secrets.some((s) => path === s.path || path.startsWith(`${s.path}.`) || path.startsWith(`${s.path}[`));
@@ -145,7 +148,11 @@ export async function fromObject(
         const client = new taskcluster.Secrets({ rootUrl: c.rootUrl!, credentials: c.credentials as never });
         return (await client.get(name)).secret as Record<string, unknown>;
       });
-    config = (await applySecretTransforms(config, (name) => fetchSecret(name, config))) as WorkerConfig;
+    config = (await applySecretTransforms(
+      config,
+      (name) => fetchSecret(name, config),
+      secretValues,
+    )) as WorkerConfig;
     const again = validateAgainst(workerConfigSchema, config, '');
     if (again.length) throw new ConfigError(again);
   }
@@ -159,5 +166,5 @@ export async function fromObject(
       localQueue: { ...config.localQueue, stateDir: resolve(dir, config.localQueue.stateDir) },
     };
   }
-  return { config, path, dir };
+  return { config, path, dir, secretValues };
 }

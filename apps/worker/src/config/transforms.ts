@@ -99,10 +99,25 @@ export function applyEnvTransforms(
   return { value: result, secrets };
 }
 
-/** Replaces the `{$secret}` objects with values fetched by `fetchSecret(name)` (each secret fetched once). */
+/** The strings in `value` (itself, or the leaves of its arrays and objects), added to `into`. */
+function collectStrings(value: unknown, into: string[]): void {
+  if (typeof value === 'string') {
+    if (!into.includes(value)) into.push(value);
+  } else if (Array.isArray(value)) {
+    for (const item of value) collectStrings(item, into);
+  } else if (value !== null && typeof value === 'object') {
+    for (const item of Object.values(value)) collectStrings(item, into);
+  }
+}
+
+/**
+ * Replaces the `{$secret}` objects with values fetched by `fetchSecret(name)` (each secret fetched once). Every
+ * string in a value put in place is added to `revealed` (task logs mask them).
+ */
 export async function applySecretTransforms(
   value: unknown,
   fetchSecret: (name: string) => Promise<Record<string, unknown>>,
+  revealed: string[] = [],
 ): Promise<unknown> {
   const cache = new Map<string, Promise<Record<string, unknown>>>();
   const problems: ConfigProblem[] = [];
@@ -119,6 +134,7 @@ export async function applySecretTransforms(
           problems.push({ path: describePath(path), message: `secret ${name} has no key ${obj.key}` });
           return undefined;
         }
+        collectStrings(secret[obj.key], revealed);
         return secret[obj.key];
       } catch (error) {
         problems.push({

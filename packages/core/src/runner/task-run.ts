@@ -43,6 +43,8 @@ export interface TaskRunOptions {
   workDir: string;
   /** Worker-wide limit on concurrent artifact uploads. */
   uploadLimit?: Limiter;
+  /** Values the task log masks as `[secret]` (besides the run's temporary credentials, always masked). */
+  logSecrets?: readonly string[];
   /** Per-hook timeout (default 30 min). */
   hookTimeoutMs?: number;
   /** When a slow hook is reported (default 5 s). */
@@ -177,6 +179,8 @@ export class TaskRun {
       mkdirSync(o.workDir, { recursive: true }); // someone removed the tasks folder
       log = TaskLog.create(logPath);
     }
+    for (const secret of o.logSecrets ?? []) log.addSecret(secret);
+    log.addSecret(this.#credentials.accessToken); // plugins may hand them to the task (a proxy)
     // the hook running now (hooks of a task run one at a time): uploads report their progress to it
     const currentHook: { progress: (() => void) | undefined } = { progress: undefined };
     const uploader = new ArtifactUploader({
@@ -221,7 +225,7 @@ export class TaskRun {
       engine: engineInfo,
     });
 
-    this.#startKeepAlive();
+    this.#startKeepAlive(log);
     this.#mark('setup');
     const started = Date.now();
     log.info(
@@ -518,7 +522,7 @@ export class TaskRun {
   }
 
   /** Reclaims before `takenUntil` and polls the status for a cancellation, until the run is resolved. */
-  #startKeepAlive(): void {
+  #startKeepAlive(log: TaskLog): void {
     const o = this.#o;
     const fraction = o.reclaimFraction ?? 0.5;
     const schedule = (delay: number) => {
@@ -529,6 +533,7 @@ export class TaskRun {
           const res = await o.queue.reclaimTask(this.taskId, this.runId, this.#credentials);
           if (this.#watchStopped.signal.aborted) return;
           this.#credentials = res.credentials;
+          log.addSecret(res.credentials.accessToken); // plugins may hand them to the task (a proxy)
           this.#takenUntil = res.takenUntil;
           this.#logger.debug({ takenUntil: res.takenUntil.toJSON() }, 'reclaimed');
           o.events.emit('progress', { what: `reclaimed ${this.taskId}/${this.runId}` });

@@ -32,6 +32,11 @@ export interface WorkerOptions {
   capacity: number;
   /** A folder of the worker's own (task logs, upload spools, plugin folders). */
   workDir: string;
+  /**
+   * Values every task log masks as `[secret]` (the worker's own access token, config values from a secrets
+   * service…); each run's temporary credentials are masked in its own log too.
+   */
+  logSecrets?: readonly string[];
   logger?: Logger;
   events?: WorkerEvents;
   /** Per plugin hook (default 30 min); a timeout is fatal. */
@@ -350,6 +355,7 @@ export class Worker {
       events: this.events,
       workDir: join(o.workDir, 'tasks'),
       uploadLimit: this.#uploadLimit,
+      ...(o.logSecrets?.length ? { logSecrets: o.logSecrets } : {}),
       ...(o.hookTimeoutMs !== undefined ? { hookTimeoutMs: o.hookTimeoutMs } : {}),
       ...(o.hookWarnAfterMs !== undefined ? { hookWarnAfterMs: o.hookWarnAfterMs } : {}),
       ...(o.abortGraceMs !== undefined ? { abortGraceMs: o.abortGraceMs } : {}),
