@@ -1,7 +1,10 @@
 // End to end, with real processes: artifact uploads of a native-engine `tcw start` through an HTTP proxy in front
 // of `tcw queue` that refuses the first data PUTs with 503 (retried, the artifact arrives intact), the content
 // encoding of compressible artifacts, and the worker's memory while it uploads a 1 GiB file.
+import { execFile } from 'node:child_process';
+import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   downloadBuffer,
@@ -20,13 +23,16 @@ import {
   type Proc,
   type QueueProc,
   startQueue,
+  stopAll,
   tcw,
   tempDir,
+  until,
   waitForResolution,
   writeConfig,
 } from './helpers.js';
 
 const MiB = 1024 * 1024;
+const run = promisify(execFile);
 
 describe('artifact uploads of a native-engine worker', () => {
   let dir: string;
@@ -113,5 +119,77 @@ describe('artifact uploads of a native-engine worker', () => {
     const log = await downloadText(queue.queue, taskId, BACKING_LOG);
     const expected = /^([0-9a-f]{64}) {2}big\.bin$/m.exec(log)![1];
     expect(await downloadSha256(queue.queue, taskId, 'public/big.bin')).toBe(expected);
+  });
+});
+
+describe('a full disk under the work folder (a real 2 MiB tmpfs)', () => {
+  let dir: string;
+  let workDir: string;
+  let queue: QueueProc;
+  let worker: Proc;
+  const taskQueueId = 'tcw-e2e/native-full-disk';
+
+  beforeAll(async () => {
+    dir = await tempDir('tcw-e2e-full-disk-');
+    workDir = join(dir, 'work');
+    await mkdir(workDir);
+    await run('mount', ['-t', 'tmpfs', '-o', 'size=2m', 'tcw-e2e-full-disk', workDir]);
+    // a short claimWork long-poll: an idle worker's loop comes round every second
+    const queueConfig = join(dir, 'queue.json');
+    await writeFile(queueConfig, JSON.stringify({ claimWorkTimeout: 1 }));
+    queue = await startQueue(join(dir, 'queue'), ['--config', queueConfig]);
+    const config = nativeConfig({ queue, workDir, taskQueueId });
+    // the tasks' own folders elsewhere: only the worker's files (the task log) are on the small disk
+    (config.engines as { native: Record<string, unknown> }).native.tasksDir = join(dir, 'tasks');
+    // claim only with 1 MiB free (the default 64 MiB is more than this whole disk)
+    (config.worker as Record<string, unknown>).minFreeSpace = 1;
+    worker = tcw(['start', '--config', await writeConfig(dir, config)]);
+    await worker.waitFor(/worker started/);
+  });
+
+  afterAll(async () => {
+    await stopAll(worker, queue);
+    await run('umount', [workDir]).catch(() => {});
+    await cleanup(dir);
+  });
+
+  it('a task whose log fills the disk: exception internal-error, the worker lives on and runs the next task', async () => {
+    const flood = await createTaskIn(queue, taskQueueId, {
+      command: ['sh', '-c', 'yes flood | head -c 5000000; echo flood-done; sleep 30'],
+    });
+    const status = await waitForResolution(queue.queue, flood, 30_000);
+    expect(status).toMatchObject({ state: 'exception', reasonResolved: 'internal-error' });
+    expect(worker.child.exitCode).toBeNull();
+    expect(worker.stderr()).toContain('the task log cannot be written');
+    expect(worker.stderr()).toMatch(/"lostBytes":\d+.*part of the task log could not be written/);
+    // what fitted was uploaded (uncompressed: there was no room for a gzip copy either)
+    expect(worker.stderr()).toContain('no room to gzip an upload; sending it uncompressed');
+    const log = await downloadText(queue.queue, flood, BACKING_LOG);
+    expect(log.length).toBeGreaterThan(100_000);
+    expect(log).toMatch(/^flood$/m);
+    expect(log).not.toContain('flood-done');
+
+    // its log is removed with it: the disk has room again, and the worker claims the next task only then
+    const next = await createTaskIn(queue, taskQueueId, { command: ['echo', 'after-the-flood'] });
+    expect((await waitForResolution(queue.queue, next)).state).toBe('completed');
+    expect(await downloadText(queue.queue, next, BACKING_LOG)).toContain('after-the-flood');
+  });
+
+  it('with less free space than worker.minFreeSpace it claims nothing, and claims as soon as there is', async () => {
+    const count = (text: string) => worker.stderr().split(text).length - 1;
+    const low = 'too little free space in the work folder: not claiming until there is more';
+    const again = 'enough free space in the work folder again; claiming';
+    const [lowBefore, againBefore] = [count(low), count(again)];
+    const filler = join(workDir, 'filler');
+    await run('dd', ['if=/dev/zero', `of=${filler}`, 'bs=64k', 'count=24']); // 1.5 MiB of 2: under 1 MiB free
+    // the claimWork long-poll in flight ends within a second (the queue's claimWorkTimeout), then the loop stops
+    await until(async () => count(low) > lowBefore, 10_000, 'the worker saw the disk full');
+    const taskId = await createTaskIn(queue, taskQueueId, { command: ['echo', 'waited-for-space'] });
+    await new Promise((r) => setTimeout(r, 1500));
+    expect((await queue.queue.status(taskId)).status.state).toBe('pending');
+    await rm(filler);
+    expect((await waitForResolution(queue.queue, taskId)).state).toBe('completed');
+    expect(count(again)).toBe(againBefore + 1);
+    expect(await downloadText(queue.queue, taskId, BACKING_LOG)).toContain('waited-for-space');
   });
 });

@@ -20,6 +20,8 @@ export interface WorkerSection {
   cancelPollInterval?: number;
   hookTimeout?: number;
   uploadConcurrency?: number;
+  /** MiB (default 64): claim only while the work folder has this much free space. */
+  minFreeSpace?: number;
 }
 
 export interface WorkerConfig {

@@ -46,6 +46,12 @@ export const workerConfigSchema: JSONSchema = {
             'seconds: a plugin hook running longer without reporting progress fails the task and stops the worker (default 1800)',
         },
         uploadConcurrency: { type: 'integer', minimum: 1, maximum: 64 },
+        minFreeSpace: {
+          type: 'number',
+          minimum: 0,
+          description:
+            'MiB: claim only while the work folder has this much free space (default 64; 0: no check)',
+        },
       },
     },
     localQueue: {

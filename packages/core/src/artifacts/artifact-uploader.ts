@@ -179,15 +179,27 @@ export class ArtifactUploader {
 
   async #prepare(path: string, size: number, gzip: boolean): Promise<Prepared> {
     if (!gzip) return { path, size, encoding: 'identity', original: size };
-    const dir = await this.#temp();
-    const gzPath = join(dir, `gz-${Math.random().toString(36).slice(2)}`);
+    let gzPath: string | undefined;
     const hasher = new HashingTransform(() => this.#progress());
-    await pipeline(
-      createReadStream(path, { highWaterMark: READ_CHUNK }),
-      hasher,
-      createGzip({ level: 6 }),
-      createWriteStream(gzPath, { mode: 0o600 }),
-    );
+    try {
+      gzPath = join(await this.#temp(), `gz-${Math.random().toString(36).slice(2)}`);
+      await pipeline(
+        createReadStream(path, { highWaterMark: READ_CHUNK }),
+        hasher,
+        createGzip({ level: 6 }),
+        createWriteStream(gzPath, { mode: 0o600 }),
+      );
+    } catch (error) {
+      if (gzPath) await rm(gzPath, { force: true });
+      const code = (error as NodeJS.ErrnoException).code;
+      if (code !== 'ENOSPC' && code !== 'EDQUOT') throw error;
+      // no room for the compressed copy (a full disk is also why a task log may be cut short): send it as it is
+      this.#logger.warn(
+        { path, err: (error as Error).message },
+        'no room to gzip an upload; sending it uncompressed',
+      );
+      return { path, size, encoding: 'identity', original: size };
+    }
     const gzSize = (await stat(gzPath)).size;
     return {
       path: gzPath,

@@ -103,6 +103,20 @@ describe('TaskLog', () => {
     expect(log.size).toBe(Buffer.byteLength(text));
   });
 
+  it('a failed write (ENOSPC from /dev/full, a real device) never throws: reported once, the lost bytes counted', async () => {
+    const log = TaskLog.create('/dev/full');
+    const errors: NodeJS.ErrnoException[] = [];
+    log.onWriteError((error) => errors.push(error));
+    expect(() => log.write('abc')).not.toThrow();
+    expect(() => log.info('a worker line')).not.toThrow();
+    expect(errors).toHaveLength(1);
+    expect(errors[0]!.code).toBe('ENOSPC');
+    expect(log.writeError?.code).toBe('ENOSPC');
+    expect(log.size).toBe(0);
+    expect(log.lostBytes).toBeGreaterThan(3 + 'a worker line'.length);
+    await log.close();
+  });
+
   it('removes its backing file', async () => {
     const log = TaskLog.create(join(dir, 'log'));
     log.write('x');

@@ -49,6 +49,9 @@ export class TaskLog implements TaskLogWriter, TaskLogReader {
   #secrets: Buffer[] = [];
   /** The end of what was written that could be the start of a secret: held back until the next write or close. */
   #held: Buffer | undefined;
+  #writeError: NodeJS.ErrnoException | undefined;
+  #lostBytes = 0;
+  #onWriteError: ((error: NodeJS.ErrnoException) => void) | undefined;
   #resolveDone!: () => void;
   readonly done: Promise<void>;
 
@@ -75,6 +78,21 @@ export class TaskLog implements TaskLogWriter, TaskLogReader {
 
   get size(): number {
     return this.#size;
+  }
+
+  /** The first write that failed (a full disk, an I/O error), if any. Writes go on being tried after it. */
+  get writeError(): NodeJS.ErrnoException | undefined {
+    return this.#writeError;
+  }
+
+  /** Bytes that could not be written (they are not in the log). */
+  get lostBytes(): number {
+    return this.#lostBytes;
+  }
+
+  /** `listener` is called once, at the first failed write (a write never throws). */
+  onWriteError(listener: (error: NodeJS.ErrnoException) => void): void {
+    this.#onWriteError = listener;
   }
 
   get closed(): boolean {
@@ -145,11 +163,21 @@ export class TaskLog implements TaskLogWriter, TaskLogReader {
   #append(buf: Buffer): void {
     if (buf.length === 0 || this.#fd === undefined) return;
     let offset = 0;
-    while (offset < buf.length) {
-      offset += writeSync(this.#fd, buf, offset, buf.length - offset);
+    try {
+      while (offset < buf.length) {
+        offset += writeSync(this.#fd, buf, offset, buf.length - offset);
+      }
+    } catch (error) {
+      // never thrown at the writer (an engine's stdout handler: it would take the worker down): counted, reported
+      this.#lostBytes += buf.length - offset;
+      if (!this.#writeError) {
+        this.#writeError = error as NodeJS.ErrnoException;
+        this.#onWriteError?.(this.#writeError);
+      }
     }
-    this.#size += buf.length;
-    this.#endsWithNewline = buf[buf.length - 1] === 0x0a;
+    if (offset === 0) return;
+    this.#size += offset;
+    this.#endsWithNewline = buf[offset - 1] === 0x0a;
     this.#wake();
   }
 

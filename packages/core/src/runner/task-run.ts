@@ -5,6 +5,7 @@ import type { EngineV1 } from '../engine/v1/engine.js';
 import type { ResultSetV1 } from '../engine/v1/result-set.js';
 import type { SandboxV1 } from '../engine/v1/sandbox.js';
 import type { SandboxBuilderV1 } from '../engine/v1/sandbox-builder.js';
+import { InternalError } from '../errors/internal-error.js';
 import type { AbortReason, ExceptionReason, Resolution } from '../errors/resolution.js';
 import { describeResolution, errorOutcome } from '../errors/resolution.js';
 import { RunGoneError } from '../errors/run-gone-error.js';
@@ -97,6 +98,7 @@ export class TaskRun {
   readonly #abort = new AbortController();
   #abortReason: AbortReason | undefined;
   #failure: string | undefined;
+  #logFailure: InternalError | undefined;
   #credentials: Credentials;
   #takenUntil: Date;
   #claimDurationMs: number;
@@ -161,6 +163,15 @@ export class TaskRun {
 
   #checkAbort(): void {
     if (this.#abortReason) throw new AbortedError(this.#abortReason);
+    if (this.#logFailure) throw this.#logFailure;
+  }
+
+  /** The task log cannot be written (a full disk…): the run ends as an internal error, its task is stopped. */
+  #logWriteFailed(error: NodeJS.ErrnoException): void {
+    if (this.#finished || this.#logFailure) return;
+    this.#logFailure = new InternalError('the task log cannot be written', { cause: error });
+    this.#logger.error({ err: error }, 'the task log cannot be written; stopping the task');
+    if (this.#sandbox && !this.#result) void this.#stopSandbox(this.#o.abortGraceMs ?? 10_000);
   }
 
   /** Runs the task to its end. Never rejects: every failure becomes a resolution. */
@@ -179,6 +190,7 @@ export class TaskRun {
       mkdirSync(o.workDir, { recursive: true }); // someone removed the tasks folder
       log = TaskLog.create(logPath);
     }
+    log.onWriteError((error) => this.#logWriteFailed(error));
     for (const secret of o.logSecrets ?? []) log.addSecret(secret);
     log.addSecret(this.#credentials.accessToken); // plugins may hand them to the task (a proxy)
     // the hook running now (hooks of a task run one at a time): uploads report their progress to it
@@ -244,6 +256,12 @@ export class TaskRun {
     const closeAndUpload = async (): Promise<boolean> => {
       if (log.closed) return logUploaded;
       await log.close();
+      if (log.writeError) {
+        this.#logger.error(
+          { err: log.writeError.message, lostBytes: log.lostBytes },
+          'part of the task log could not be written; uploading what there is',
+        );
+      }
       try {
         await uploader.uploadFile({
           name: BACKING_LOG_NAME,
@@ -296,7 +314,7 @@ export class TaskRun {
       this.#sandbox = sandbox;
       if (this.#abortReason) void this.#stopSandbox(o.abortGraceMs ?? 10_000);
       // a plugin failed the task (control.fail) before there was a sandbox to stop: stop it now
-      else if (this.#failure !== undefined) void this.#stopSandbox(0);
+      else if (this.#failure !== undefined || this.#logFailure) void this.#stopSandbox(0);
       await runForward(hookOptions, entries, 'started', { sandbox }, this.#abort.signal);
       this.#mark('started');
       const result = await sandbox.wait();
@@ -311,6 +329,7 @@ export class TaskRun {
         `=== Task Finished === ${success ? 'success' : 'failure'} after ${((Date.now() - started) / 1000).toFixed(3)} s` +
           (result.exitCode !== null ? ` (exit code ${result.exitCode})` : ''),
       );
+      if (this.#logFailure) throw this.#logFailure;
       const uploaded = await closeAndUpload();
       this.#mark('log');
       finishing = true;

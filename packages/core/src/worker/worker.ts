@@ -1,3 +1,4 @@
+import { statfsSync } from 'node:fs';
 import { mkdir, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { EngineV1 } from '../engine/v1/engine.js';
@@ -49,6 +50,11 @@ export interface WorkerOptions {
   reclaimFraction?: number;
   /** Pause after a claimWork that returned nothing (default 250 ms). */
   claimPauseMs?: number;
+  /**
+   * Claim only while the file system of `workDir` (task logs, upload spools) has at least this many bytes free
+   * (default 0: no check); checked again every second while there is too little.
+   */
+  minFreeDiskBytes?: number;
   /** Graceful stop: how long running tasks may go on before they are aborted (default 5 min). */
   shutdownGraceMs?: number;
   /** Worker-wide concurrent artifact uploads (default 8). */
@@ -286,6 +292,10 @@ export class Worker {
         await this.#waitForSlot();
         continue;
       }
+      if (!this.#enoughDiskSpace()) {
+        await sleep(1000, this.#stop.signal);
+        continue;
+      }
       const request = queue.claimWork(identity.taskQueueId, {
         workerGroup: identity.workerGroup,
         workerId: identity.workerId,
@@ -328,6 +338,35 @@ export class Worker {
       fatal: this.#fatal,
       tasksRun: this.#tasksRun,
     };
+  }
+
+  #lowOnSpace = false;
+
+  /** Whether the work folder has `minFreeDiskBytes` free (said once when it has not, and once when it has again). */
+  #enoughDiskSpace(): boolean {
+    const min = this.#o.minFreeDiskBytes ?? 0;
+    if (min <= 0) return true;
+    let free: number;
+    try {
+      const fs = statfsSync(this.#o.workDir); // one syscall, cheaper synchronous (see util/paths.ts)
+      free = fs.bavail * fs.bsize;
+    } catch {
+      return true; // cannot tell: do not stop working for it
+    }
+    if (free >= min) {
+      if (this.#lowOnSpace)
+        this.#logger.info({ free, min }, 'enough free space in the work folder again; claiming');
+      this.#lowOnSpace = false;
+      return true;
+    }
+    if (!this.#lowOnSpace) {
+      this.#logger.warn(
+        { free, min, workDir: this.#o.workDir },
+        'too little free space in the work folder: not claiming until there is more',
+      );
+    }
+    this.#lowOnSpace = true;
+    return false;
   }
 
   #returnClaims(claims: Claim[]): void {
