@@ -193,3 +193,46 @@ describe('a full disk under the work folder (a real 2 MiB tmpfs)', () => {
     expect(await downloadText(queue.queue, taskId, BACKING_LOG)).toContain('waited-for-space');
   });
 });
+
+describe('a task log over worker.maxLogSize', () => {
+  let dir: string;
+  let queue: QueueProc;
+  let worker: Proc;
+  const taskQueueId = 'tcw-e2e/native-log-limit';
+
+  beforeAll(async () => {
+    dir = await tempDir('tcw-e2e-log-limit-');
+    queue = await startQueue(join(dir, 'queue'));
+    const config = nativeConfig({ queue, workDir: join(dir, 'work'), taskQueueId });
+    (config.worker as Record<string, unknown>).maxLogSize = 0.25; // MiB: 256 KiB of head, then a 64 KiB tail
+    worker = tcw(['start', '--config', await writeConfig(dir, config)]);
+    await worker.waitFor(/worker started/);
+  });
+
+  afterAll(async () => {
+    await stopAll(worker, queue);
+    await cleanup(dir);
+  });
+
+  it('keeps the head and the end (the task result), says what was dropped; the task resolves by its exit code', async () => {
+    const taskId = await createTaskIn(queue, taskQueueId, {
+      command: ['sh', '-c', 'echo first-line; seq 1 400000; echo last-line >&2; exit 3'],
+    });
+    expect((await waitForResolution(queue.queue, taskId)).state).toBe('failed');
+    const log = await downloadText(queue.queue, taskId, BACKING_LOG);
+    expect(log).toContain('first-line');
+    expect(log).toMatch(
+      /\[taskcluster:warn [^\]]+\] The log has reached its limit of 256 KiB: what follows is dropped, except its last 64 KiB, written when the task ends\.\n/,
+    );
+    expect(log).toMatch(
+      /\[taskcluster:warn [^\]]+\] [\d.]+ (KiB|MiB) of the log were dropped here \(its limit is 256 KiB\); the last 64 KiB follow\.\n/,
+    );
+    // the end survives: the last numbers, the task's last line, the worker's verdict
+    expect(log).toMatch(/^399999\n400000\n/m);
+    expect(log).toContain('last-line');
+    expect(log).toMatch(/=== Task Finished === failure after [\d.]+ s \(exit code 3\)\n$/);
+    // seq wrote 2.5 MB: what is kept is the limit, the tail and two notices
+    expect(Buffer.byteLength(log)).toBeLessThan(256 * 1024 + 64 * 1024 + 1024);
+    expect(log).not.toMatch(/^200000$/m);
+  });
+});

@@ -118,6 +118,7 @@ export async function startWorker(loaded: LoadedConfig, options: StartOptions): 
     hookTimeoutMs: seconds(w.hookTimeout, 1800),
     uploadConcurrency: w.uploadConcurrency ?? 8,
     minFreeDiskBytes: Math.round((w.minFreeSpace ?? 64) * 1024 * 1024),
+    maxLogBytes: Math.round((w.maxLogSize ?? 1024) * 1024 * 1024),
   };
   const worker = new Worker(workerOptions);
   localQueue?.events.on('fatal', (error: Error) => {

@@ -20,6 +20,8 @@ export interface WorkerSection {
   cancelPollInterval?: number;
   hookTimeout?: number;
   uploadConcurrency?: number;
+  /** MiB (default 1024, 0: no limit): a task log keeps this much from its start, then only its last MiB. */
+  maxLogSize?: number;
   /** MiB (default 64): claim only while the work folder has this much free space. */
   minFreeSpace?: number;
 }

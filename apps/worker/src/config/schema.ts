@@ -46,6 +46,12 @@ export const workerConfigSchema: JSONSchema = {
             'seconds: a plugin hook running longer without reporting progress fails the task and stops the worker (default 1800)',
         },
         uploadConcurrency: { type: 'integer', minimum: 1, maximum: 64 },
+        maxLogSize: {
+          type: 'number',
+          minimum: 0,
+          description:
+            'MiB a task log keeps from its start (default 1024; 0: no limit); then only its last MiB, written at the end',
+        },
         minFreeSpace: {
           type: 'number',
           minimum: 0,

@@ -117,6 +117,31 @@ describe('TaskLog', () => {
     await log.close();
   });
 
+  it('with maxBytes: keeps the head, drops the middle, writes the last tailBytes at close with what was dropped', async () => {
+    const log = TaskLog.create(join(dir, 'log'), { maxBytes: 100, tailBytes: 30 });
+    for (let i = 0; i < 20; i++) log.write(`line ${String(i).padStart(2, '0')} ......\n`); // 15 bytes each
+    log.info('the task ended'); // a worker line past the limit is part of the tail
+    expect(log.droppedBytes).toBeGreaterThan(0);
+    await log.close();
+    const text = await readFile(log.path, 'utf8');
+    const lines = text.split('\n');
+    // 100 bytes of head: six whole lines and 10 bytes of the seventh, then the notice on a line of its own
+    expect(text.startsWith('line 00 ......\nline 01')).toBe(true);
+    expect(lines[6]).toBe('line 06 ..');
+    expect(lines[7]).toMatch(
+      /^\[taskcluster:warn [^\]]+\] The log has reached its limit of 100 bytes: what follows is dropped, except its last 30 bytes, written when the task ends\.$/,
+    );
+    expect(lines[8]).toMatch(
+      /^\[taskcluster:warn [^\]]+\] \d+ bytes of the log were dropped here \(its limit is 100 bytes\); the last 30 bytes follow\.$/,
+    );
+    // the kept tail is the last 30 bytes written: the end of the worker line
+    expect(text.endsWith('] the task ended\n')).toBe(true);
+    const tail = text.slice(text.indexOf('follow.\n') + 'follow.\n'.length);
+    expect(Buffer.byteLength(tail)).toBe(30);
+    const workerLine = `[taskcluster ${new Date().toISOString()}] the task ended\n`;
+    expect(log.droppedBytes + 100 + 30).toBe(20 * 15 + workerLine.length);
+  });
+
   it('removes its backing file', async () => {
     const log = TaskLog.create(join(dir, 'log'));
     log.write('x');

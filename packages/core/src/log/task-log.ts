@@ -33,6 +33,24 @@ export interface TaskLogReader {
 const READ_CHUNK = 64 * 1024;
 const MASK = Buffer.from('[secret]');
 
+export interface TaskLogOptions {
+  /**
+   * Bytes kept from the start of the log (default: no limit). Past them a line says so, and only the last
+   * `tailBytes` of what follows are kept: written at close, after a line saying how much was dropped (so the end
+   * of a task — its error, the worker's verdict — is never lost).
+   */
+  maxBytes?: number;
+  /** Default: a quarter of `maxBytes`, at most 1 MiB. */
+  tailBytes?: number;
+}
+
+/** `1.5 MiB`, `64 KiB`, `12 bytes`. */
+function bytesText(n: number): string {
+  if (n >= 1024 * 1024) return `${+(n / (1024 * 1024)).toFixed(1)} MiB`;
+  if (n >= 1024) return `${+(n / 1024).toFixed(1)} KiB`;
+  return `${n} bytes`;
+}
+
 /**
  * The single writer of a task's log: one stream in a backing file, with any number of concurrent readers that
  * replay from the start and then follow new bytes as they are written (no batching delay). Worker lines start on
@@ -52,28 +70,41 @@ export class TaskLog implements TaskLogWriter, TaskLogReader {
   #writeError: NodeJS.ErrnoException | undefined;
   #lostBytes = 0;
   #onWriteError: ((error: NodeJS.ErrnoException) => void) | undefined;
+  readonly #maxBytes: number;
+  readonly #tailBytes: number;
+  /** Past `maxBytes`: the last `tailBytes` written since, kept in memory until close. */
+  #tail: Buffer[] | undefined;
+  #tailLength = 0;
+  #dropped = 0;
   #resolveDone!: () => void;
   readonly done: Promise<void>;
 
-  private constructor(path: string, fd: number) {
+  private constructor(path: string, fd: number, options: TaskLogOptions) {
     this.path = path;
     this.#fd = fd;
+    this.#maxBytes = options.maxBytes && options.maxBytes > 0 ? options.maxBytes : Number.POSITIVE_INFINITY;
+    this.#tailBytes = Math.max(0, Math.floor(options.tailBytes ?? Math.min(this.#maxBytes / 4, 1024 * 1024)));
     this.done = new Promise((resolve) => {
       this.#resolveDone = resolve;
     });
   }
 
   /** Creates (truncates) the backing file. */
-  static create(path: string): TaskLog {
-    return new TaskLog(path, openSync(path, 'w', 0o600));
+  static create(path: string, options: TaskLogOptions = {}): TaskLog {
+    return new TaskLog(path, openSync(path, 'w', 0o600), options);
   }
 
   /** `create`, with the file opened on the thread pool (creating a file can take a while on some disks). */
-  static async open(path: string): Promise<TaskLog> {
+  static async open(path: string, options: TaskLogOptions = {}): Promise<TaskLog> {
     const fd = await new Promise<number>((resolve, reject) =>
       openCallback(path, 'w', 0o600, (error, opened) => (error ? reject(error) : resolve(opened))),
     );
-    return new TaskLog(path, fd);
+    return new TaskLog(path, fd, options);
+  }
+
+  /** Bytes dropped because the log reached `maxBytes` (not counting the kept tail). */
+  get droppedBytes(): number {
+    return this.#dropped + (this.#tail ? this.#tailOverflow() : 0);
   }
 
   get size(): number {
@@ -162,6 +193,66 @@ export class TaskLog implements TaskLogWriter, TaskLogReader {
 
   #append(buf: Buffer): void {
     if (buf.length === 0 || this.#fd === undefined) return;
+    if (this.#tail) {
+      this.#keepTail(buf);
+      return;
+    }
+    const room = this.#maxBytes - this.#size;
+    if (buf.length > room) {
+      this.#toFile(buf.subarray(0, Math.max(0, room)));
+      this.#tail = [];
+      this.#toFile(
+        Buffer.from(
+          `${this.#endsWithNewline ? '' : '\n'}[taskcluster:warn ${new Date().toISOString()}] The log has reached ` +
+            `its limit of ${bytesText(this.#maxBytes)}: what follows is dropped, except its last ` +
+            `${bytesText(this.#tailBytes)}, written when the task ends.\n`,
+        ),
+      );
+      this.#keepTail(buf.subarray(Math.max(0, room)));
+      return;
+    }
+    this.#toFile(buf);
+  }
+
+  /** Past the limit: `buf` joins the kept tail, and what no longer fits in it is dropped. */
+  #keepTail(buf: Buffer): void {
+    this.#tail!.push(Buffer.from(buf)); // a copy: the writer may reuse its buffer
+    this.#tailLength += buf.length;
+    this.#endsWithNewline = buf[buf.length - 1] === 0x0a;
+    const tail = this.#tail!;
+    while (tail.length > 1 && this.#tailLength - tail[0]!.length >= this.#tailBytes) {
+      this.#tailLength -= tail[0]!.length;
+      this.#dropped += tail.shift()!.length;
+    }
+  }
+
+  /** Bytes of the kept tail beyond `tailBytes` (cut at close). */
+  #tailOverflow(): number {
+    return Math.max(0, this.#tailLength - this.#tailBytes);
+  }
+
+  /** At close: how much was dropped, then the kept tail. */
+  #flushTail(): void {
+    const tail = this.#tail;
+    if (!tail) return;
+    this.#tail = undefined;
+    const overflow = this.#tailOverflow();
+    this.#dropped += overflow;
+    const kept = Buffer.concat(tail).subarray(overflow);
+    this.#toFile(
+      Buffer.from(
+        `${this.#size > 0 && !this.#lastWrittenNewline ? '\n' : ''}[taskcluster:warn ${new Date().toISOString()}] ` +
+          `${bytesText(this.#dropped)} of the log were dropped here (its limit is ${bytesText(this.#maxBytes)}); ` +
+          `the last ${bytesText(kept.length)} follow.\n`,
+      ),
+    );
+    this.#toFile(kept);
+  }
+
+  #lastWrittenNewline = true;
+
+  #toFile(buf: Buffer): void {
+    if (buf.length === 0 || this.#fd === undefined) return;
     let offset = 0;
     try {
       while (offset < buf.length) {
@@ -177,7 +268,8 @@ export class TaskLog implements TaskLogWriter, TaskLogReader {
     }
     if (offset === 0) return;
     this.#size += offset;
-    this.#endsWithNewline = buf[offset - 1] === 0x0a;
+    this.#lastWrittenNewline = buf[offset - 1] === 0x0a;
+    if (!this.#tail) this.#endsWithNewline = this.#lastWrittenNewline;
     this.#wake();
   }
 
@@ -246,6 +338,7 @@ export class TaskLog implements TaskLogWriter, TaskLogReader {
     // held bytes were not a whole secret: they are the task's output
     if (this.#held) this.#append(this.#held);
     this.#held = undefined;
+    this.#flushTail();
     this.#closed = true;
     if (this.#fd !== undefined) {
       closeSync(this.#fd);

@@ -46,6 +46,8 @@ export interface TaskRunOptions {
   uploadLimit?: Limiter;
   /** Values the task log masks as `[secret]` (besides the run's temporary credentials, always masked). */
   logSecrets?: readonly string[];
+  /** The task log keeps this many bytes from its start, then only its last MiB (see `TaskLogOptions`). */
+  maxLogBytes?: number;
   /** Per-hook timeout (default 30 min). */
   hookTimeoutMs?: number;
   /** When a slow hook is reported (default 5 s). */
@@ -183,12 +185,13 @@ export class TaskRun {
     // shared parent costs the event loop a few tenths of a millisecond. Synchronous: one metadata syscall.
     const logPath = join(o.workDir, `${this.taskId}-${this.runId}.log`);
     let log: TaskLog;
+    const logOptions = o.maxLogBytes ? { maxBytes: o.maxLogBytes } : {};
     try {
-      log = TaskLog.create(logPath);
+      log = TaskLog.create(logPath, logOptions);
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
       mkdirSync(o.workDir, { recursive: true }); // someone removed the tasks folder
-      log = TaskLog.create(logPath);
+      log = TaskLog.create(logPath, logOptions);
     }
     log.onWriteError((error) => this.#logWriteFailed(error));
     for (const secret of o.logSecrets ?? []) log.addSecret(secret);

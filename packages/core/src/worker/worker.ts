@@ -38,6 +38,11 @@ export interface WorkerOptions {
    * service…); each run's temporary credentials are masked in its own log too.
    */
   logSecrets?: readonly string[];
+  /**
+   * A task log keeps this many bytes from its start (default: no limit); past them only the last quarter (at most
+   * 1 MiB) of what follows is kept, written when the task ends after a line saying how much was dropped.
+   */
+  maxLogBytes?: number;
   logger?: Logger;
   events?: WorkerEvents;
   /** Per plugin hook (default 30 min); a timeout is fatal. */
@@ -395,6 +400,7 @@ export class Worker {
       workDir: join(o.workDir, 'tasks'),
       uploadLimit: this.#uploadLimit,
       ...(o.logSecrets?.length ? { logSecrets: o.logSecrets } : {}),
+      ...(o.maxLogBytes ? { maxLogBytes: o.maxLogBytes } : {}),
       ...(o.hookTimeoutMs !== undefined ? { hookTimeoutMs: o.hookTimeoutMs } : {}),
       ...(o.hookWarnAfterMs !== undefined ? { hookWarnAfterMs: o.hookWarnAfterMs } : {}),
       ...(o.abortGraceMs !== undefined ? { abortGraceMs: o.abortGraceMs } : {}),
