@@ -13,7 +13,13 @@ export type { ExtractedFile, ResultSetV1 } from './engine/v1/result-set.js';
 export type { AbortOptions, SandboxV1 } from './engine/v1/sandbox.js';
 export type { ProxySpec, SandboxBuilderV1, VolumeSpec } from './engine/v1/sandbox-builder.js';
 export * from './errors/index.js';
-export { TaskLog, type TaskLogOptions, type TaskLogReader, type TaskLogWriter } from './log/task-log.js';
+export {
+  secretForms,
+  TaskLog,
+  type TaskLogOptions,
+  type TaskLogReader,
+  type TaskLogWriter,
+} from './log/task-log.js';
 export { type Logger, silentLogger } from './logger.js';
 export type {
   PayloadSchemaContext,

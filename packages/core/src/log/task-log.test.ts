@@ -142,6 +142,28 @@ describe('TaskLog', () => {
     expect(log.droppedBytes + 100 + 30).toBe(20 * 15 + workerLine.length);
   });
 
+  it('masks the forms a secret takes in logs: URL-encoded, JSON-escaped, base64 at any alignment', async () => {
+    const log = TaskLog.create(join(dir, 'log'));
+    const secret = 'p@ss/w0rd"x';
+    log.addSecret(secret);
+    const b64 = (text: string) => Buffer.from(text).toString('base64');
+    log.write(`url: https://h/?pw=${encodeURIComponent(secret)}\n`);
+    log.write(`json: ${JSON.stringify({ pw: secret })}\n`);
+    // curl -v: the secret inside a longer base64 text, at each of the three byte offsets
+    for (const user of ['u', 'us', 'use']) log.write(`Authorization: Basic ${b64(`${user}:${secret}`)}\n`);
+    log.write(`plain base64: ${b64(secret)}\n`);
+    await log.close();
+    const text = await readFile(log.path, 'utf8');
+    expect(text).not.toContain(secret);
+    expect(text).not.toContain(encodeURIComponent(secret));
+    expect(text).not.toContain(JSON.stringify(secret).slice(1, -1));
+    for (const user of ['u', 'us', 'use']) expect(text).not.toContain(b64(`${user}:${secret}`));
+    expect(text).not.toContain(b64(secret));
+    expect(text.match(/\[secret\]/g)).toHaveLength(6);
+    // what is left of a base64 text is only the characters that also carry other bytes
+    expect(text).toMatch(/^Authorization: Basic [A-Za-z0-9+/]{1,4}\[secret\][A-Za-z0-9+/=]{0,4}$/m);
+  });
+
   it('removes its backing file', async () => {
     const log = TaskLog.create(join(dir, 'log'));
     log.write('x');

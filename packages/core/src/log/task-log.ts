@@ -14,7 +14,8 @@ export interface TaskLogWriter {
   error(message: string): void;
   /**
    * Mask this value (as `[secret]`) in everything written from now on (values of 4+ characters), also when it is
-   * split over writes: bytes that may begin a secret are held back until the next write, a worker line or close.
+   * split over writes (bytes that may begin a secret are held back until the next write, a worker line or close),
+   * and in the forms logs show it in: URL-encoded, JSON-escaped, base64 at any alignment (`secretForms`).
    */
   addSecret(value: string): void;
 }
@@ -42,6 +43,23 @@ export interface TaskLogOptions {
   maxBytes?: number;
   /** Default: a quarter of `maxBytes`, at most 1 MiB. */
   tailBytes?: number;
+}
+
+/**
+ * The forms in which a secret shows up in logs: as it is, URL-encoded, JSON-escaped, and base64-encoded — at each
+ * of the three alignments it can have inside a longer base64 text (`curl -v` printing `Authorization: Basic
+ * base64(user:password)`), keeping only the characters made of the secret's bits alone (8 or more of them).
+ */
+export function secretForms(value: string): string[] {
+  const forms = new Set([value, encodeURIComponent(value), JSON.stringify(value).slice(1, -1)]);
+  const bytes = Buffer.from(value);
+  for (const shift of [0, 1, 2]) {
+    const encoded = Buffer.concat([Buffer.alloc(shift), bytes]).toString('base64');
+    const from = Math.ceil((8 * shift) / 6);
+    const to = Math.floor((8 * (shift + bytes.length)) / 6);
+    if (to - from >= 8) forms.add(encoded.slice(from, to));
+  }
+  return [...forms];
 }
 
 /** `1.5 MiB`, `64 KiB`, `12 bytes`. */
@@ -131,11 +149,12 @@ export class TaskLog implements TaskLogWriter, TaskLogReader {
   }
 
   addSecret(value: string): void {
-    const bytes = Buffer.from(value);
-    if (value.length >= 4 && !this.#secrets.some((s) => s.equals(bytes))) {
-      this.#secrets.push(bytes);
-      this.#secrets.sort((a, b) => b.length - a.length);
+    if (value.length < 4) return;
+    for (const form of secretForms(value)) {
+      const bytes = Buffer.from(form);
+      if (!this.#secrets.some((s) => s.equals(bytes))) this.#secrets.push(bytes);
     }
+    this.#secrets.sort((a, b) => b.length - a.length);
   }
 
   /** Every whole secret in `buf` replaced by `[secret]` (the longest first). */
