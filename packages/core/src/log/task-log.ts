@@ -62,6 +62,21 @@ export function secretForms(value: string): string[] {
   return [...forms];
 }
 
+/** `secretForms` as bytes, remembered: the worker-wide secrets are added to every task's log. */
+const formsCache = new Map<string, Buffer[]>();
+function formsAsBytes(value: string): Buffer[] {
+  let forms = formsCache.get(value);
+  if (!forms) {
+    const seen = new Set<string>();
+    forms = secretForms(value)
+      .filter((f) => !seen.has(f) && seen.add(f))
+      .map((f) => Buffer.from(f));
+    if (formsCache.size >= 64) formsCache.delete(formsCache.keys().next().value!);
+    formsCache.set(value, forms);
+  }
+  return forms;
+}
+
 /** `1.5 MiB`, `64 KiB`, `12 bytes`. */
 function bytesText(n: number): string {
   if (n >= 1024 * 1024) return `${+(n / (1024 * 1024)).toFixed(1)} MiB`;
@@ -150,11 +165,13 @@ export class TaskLog implements TaskLogWriter, TaskLogReader {
 
   addSecret(value: string): void {
     if (value.length < 4) return;
-    for (const form of secretForms(value)) {
-      const bytes = Buffer.from(form);
-      if (!this.#secrets.some((s) => s.equals(bytes))) this.#secrets.push(bytes);
+    let added = false;
+    for (const bytes of formsAsBytes(value)) {
+      if (this.#secrets.includes(bytes)) continue;
+      this.#secrets.push(bytes);
+      added = true;
     }
-    this.#secrets.sort((a, b) => b.length - a.length);
+    if (added) this.#secrets.sort((a, b) => b.length - a.length);
   }
 
   /** Every whole secret in `buf` replaced by `[secret]` (the longest first). */
