@@ -67,10 +67,7 @@ const formsCache = new Map<string, Buffer[]>();
 function formsAsBytes(value: string): Buffer[] {
   let forms = formsCache.get(value);
   if (!forms) {
-    const seen = new Set<string>();
-    forms = secretForms(value)
-      .filter((f) => !seen.has(f) && seen.add(f))
-      .map((f) => Buffer.from(f));
+    forms = secretForms(value).map((f) => Buffer.from(f));
     if (formsCache.size >= 64) formsCache.delete(formsCache.keys().next().value!);
     formsCache.set(value, forms);
   }
@@ -277,15 +274,13 @@ export class TaskLog implements TaskLogWriter, TaskLogReader {
     const kept = Buffer.concat(tail).subarray(overflow);
     this.#toFile(
       Buffer.from(
-        `${this.#size > 0 && !this.#lastWrittenNewline ? '\n' : ''}[taskcluster:warn ${new Date().toISOString()}] ` +
+        `[taskcluster:warn ${new Date().toISOString()}] ` + // a line of its own: the limit's notice, the last thing in the file, ended one
           `${bytesText(this.#dropped)} of the log were dropped here (its limit is ${bytesText(this.#maxBytes)}); ` +
           `the last ${bytesText(kept.length)} follow.\n`,
       ),
     );
     this.#toFile(kept);
   }
-
-  #lastWrittenNewline = true;
 
   #toFile(buf: Buffer): void {
     if (buf.length === 0 || this.#fd === undefined) return;
@@ -304,8 +299,8 @@ export class TaskLog implements TaskLogWriter, TaskLogReader {
     }
     if (offset === 0) return;
     this.#size += offset;
-    this.#lastWrittenNewline = buf[offset - 1] === 0x0a;
-    if (!this.#tail) this.#endsWithNewline = this.#lastWrittenNewline;
+    // past the limit the kept tail is what ends the log (see #keepTail)
+    if (!this.#tail) this.#endsWithNewline = buf[offset - 1] === 0x0a;
     this.#wake();
   }
 

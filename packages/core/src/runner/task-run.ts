@@ -46,7 +46,7 @@ export interface TaskRunOptions {
   uploadLimit?: Limiter;
   /** Values the task log masks as `[secret]` (besides the run's temporary credentials, always masked). */
   logSecrets?: readonly string[];
-  /** The task log keeps this many bytes from its start, then only its last MiB (see `TaskLogOptions`). */
+  /** The task log keeps this many bytes from its start, then only the end of the rest (see `TaskLogOptions`). */
   maxLogBytes?: number;
   /** Per-hook timeout (default 30 min). */
   hookTimeoutMs?: number;
