@@ -242,6 +242,18 @@ export function createNativeEngine(options: NativeEngineOptions = {}): EngineV1 
     await cleanLeftovers();
   };
 
+  /**
+   * A per-task user's end: its processes killed, what it left in /tmp and the like removed (it would outlive the user
+   * and go to the next one given its uid) except `kept` (writable volumes), then the user and its home deleted.
+   */
+  const endTaskUser = async (name: string, uid: number | undefined, kept: string[], keepHome: boolean) => {
+    if (uid !== undefined) {
+      await killUserProcesses(uid);
+      await removeUserFiles(uid, SHARED_TEMP_DIRS, kept);
+    }
+    await deleteTaskUser(name, keepHome);
+  };
+
   /** The writable volumes recorded in a task user's marker file (empty when there were none). */
   const keptPaths = (text: string): string[] => {
     try {
@@ -260,15 +272,8 @@ export function createNativeEngine(options: NativeEngineOptions = {}): EngineV1 
       logger.info({ kind, value }, 'removing what a previous worker left behind');
       if (kind === 'user') {
         const user = await lookupUser(value);
-        if (user) {
-          await killUserProcesses(user.uid);
-          await removeUserFiles(
-            user.uid,
-            SHARED_TEMP_DIRS,
-            keptPaths(await readFile(join(stateDir!, name), 'utf8')),
-          );
-        }
-        await deleteTaskUser(value, keepTaskDirs).catch((error: Error) =>
+        const kept = keptPaths(await readFile(join(stateDir!, name), 'utf8'));
+        await endTaskUser(value, user?.uid, kept, keepTaskDirs).catch((error: Error) =>
           logger.warn({ user: value, err: error.message }, 'cannot remove a leftover task user'),
         );
       }
@@ -347,10 +352,7 @@ export function createNativeEngine(options: NativeEngineOptions = {}): EngineV1 
     let state: 'building' | 'started' | 'discarded' = 'building';
     const release = async (keepDir = keepTaskDirs) => {
       if (marker) {
-        await killUserProcesses(user.uid);
-        // what it left in /tmp and the like would outlive the user (and go to the next one given its uid)
-        await removeUserFiles(user.uid, SHARED_TEMP_DIRS, writableVolumes());
-        await deleteTaskUser(user.name, keepDir);
+        await endTaskUser(user.name, user.uid, writableVolumes(), keepDir);
         await rm(marker, { force: true });
       } else if (!keepDir) {
         await rm(dir, { recursive: true, force: true });

@@ -87,6 +87,13 @@ let current: Spawner | undefined;
 const connected = new Set<Spawner>();
 /** Request ids are unique across spawners: a stdio connection's header names its request, whoever made it. */
 let nextId = 1;
+
+/** A request id (32 bits, never 0; the header carries 8 hex digits). */
+function takeId(): number {
+  const id = nextId;
+  nextId = nextId >= 0xffffffff ? 1 : nextId + 1;
+  return id;
+}
 /** The spawner cannot run here (no entry file, or it died before serving anything): spawn directly from now on. */
 let broken = false;
 
@@ -170,8 +177,7 @@ class Spawner {
   /** Names the next request's id to the spawner, which connects its stdio ahead (see spawner-main.ts). */
   private prepareNext(): void {
     if (this.dead || this.retired) return;
-    const id = nextId;
-    nextId = nextId >= 0xffffffff ? 1 : nextId + 1;
+    const id = takeId();
     this.prepared = { id, sockets: [] };
     this.child.send({ prepare: id }, undefined, undefined, (error) => {
       if (error) this.die();
@@ -197,8 +203,7 @@ class Spawner {
         sockets[0] = undefined;
       }
     } else {
-      id = nextId;
-      nextId = nextId >= 0xffffffff ? 1 : nextId + 1;
+      id = takeId();
     }
     return new Promise((resolve, reject) => {
       const pending: PendingRequest = {

@@ -129,13 +129,13 @@ export class Worker {
     return this.#stopMode !== undefined;
   }
 
+  /** Gives the work folder back (see lockWorkDir); a no-op until start() took it. */
+  #releaseWorkDir: () => void = () => {};
+
   /**
    * Checks every extension's contract version, composes the payload schema (a key claimed twice throws here),
    * and initialises the engine then the plugins. Anything wrong stops the worker before it claims anything.
    */
-  /** Gives the work folder back (see lockWorkDir); a no-op until start() took it. */
-  #releaseWorkDir: () => void = () => {};
-
   async start(): Promise<void> {
     if (this.#started) return;
     const { engine, identity } = this.#o;
